@@ -1,0 +1,148 @@
+"""ESPCN, the Efficient Sub-Pixel Convolutional Network (Shi et al., CVPR 2016), as TF1 graph code.
+
+All three convolutions work on the LOW-resolution image; only the last step, the periodic shuffle (PS),
+produces the high-resolution image, by rearranging r*r*C feature maps into an r-times larger image:
+
+  lr_images   [N, H, W, C]
+  layer1      5x5 conv, C -> 64, tanh          [N, H, W, 64]
+  layer2      3x3 conv, 64 -> 32, tanh         [N, H, W, 32]
+  layer3      3x3 conv, 32 -> r*r*C            [N, H, W, r*r*C]
+  PS          periodic shuffle                 [N, r*H, r*W, C]
+  output      tanh (the blog) or none (the paper)
+
+N, H and W are known only when the graph runs, so one graph serves training batches of patches and whole
+images of any size. Pixel values are in [0, 1].
+"""
+import os
+
+import numpy as np
+from PIL import Image
+
+import utils
+
+
+def _import_tensorflow_quietly():
+  """Imports TF1-style TensorFlow with its C++ start-up notes hidden.
+
+  TensorFlow's runtime prints notes on stderr when it loads (no CUDA driver, CPU features) whatever
+  TF_CPP_MIN_LOG_LEVEL says, which would bury this repo's one-line error messages. Set
+  TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own log again after the import.
+  """
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+  # oneDNN kernels: 1.5x faster training on AVX2-only CPUs, where TensorFlow leaves them off by default.
+  os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+  saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    import tensorflow.compat.v1 as tf_v1  # pylint: disable=import-outside-toplevel
+  finally:
+    os.dup2(saved_stderr, 2)
+    os.close(saved_stderr)
+    os.close(devnull)
+  tf_v1.disable_eager_execution()
+  tf_v1.get_logger().setLevel('ERROR')  # no "Restoring parameters from ..." notes on stderr
+  return tf_v1
+
+
+tf = _import_tensorflow_quietly()
+
+OUTPUT_ACTIVATIONS = ('tanh', 'none')
+
+
+def conv_layer(inputs, scope, kernel_size, in_channels, out_channels):
+  """A 'SAME' convolution with weights ~ truncated normal, stddev sqrt(2 / (k*k*c_in)), and zero bias."""
+  with tf.variable_scope(scope):
+    stddev = np.sqrt(2.0 / (kernel_size * kernel_size * in_channels))
+    weights = tf.get_variable('weights', [kernel_size, kernel_size, in_channels, out_channels],
+                              initializer=tf.truncated_normal_initializer(stddev=stddev))
+    bias = tf.get_variable('bias', [out_channels], initializer=tf.zeros_initializer())
+    return tf.nn.conv2d(inputs, weights, strides=[1, 1, 1, 1], padding='SAME') + bias
+
+
+def phase_shift(features, scale, channels):
+  """The periodic shuffle PS: [N, H, W, r*r*C] -> [N, r*H, r*W, C], in the blog's channel order.
+
+  As the blog's PS splits them, the channels come in C blocks of r*r, one block per colour. Within the
+  block of colour c, channel q*r + p becomes the HR pixel at row offset p and column offset q of its r x r
+  cell:  output[n, r*h + p, r*w + q, c] = features[n, h, w, c*r*r + q*r + p].
+  This is tf.nn.depth_to_space with the channels permuted (see README); written as reshape + transpose,
+  it needs no batch size, no squeeze and no per-size copy.
+  """
+  shape = tf.shape(features)
+  batch, height, width = shape[0], shape[1], shape[2]
+  cells = tf.reshape(features, [batch, height, width, channels, scale, scale])  # [N, H, W, C, q, p]
+  cells = tf.transpose(cells, [0, 1, 5, 2, 4, 3])  # [N, H, p, W, q, C]
+  return tf.reshape(cells, [batch, height * scale, width * scale, channels])  # [N, rH, rW, C]
+
+
+def espcn(lr_images, scale, channels, output_activation='tanh'):
+  """Builds the network on `lr_images` [N, H, W, C] and returns the super-resolved [N, rH, rW, C]."""
+  hidden = tf.tanh(conv_layer(lr_images, 'layer1-conv1', 5, channels, 64))  # [N, H, W, 64]
+  hidden = tf.tanh(conv_layer(hidden, 'layer2-conv2', 3, 64, 32))  # [N, H, W, 32]
+  subpixels = conv_layer(hidden, 'layer3-conv3', 3, 32, scale * scale * channels)  # [N, H, W, r*r*C]
+  sr_images = phase_shift(subpixels, scale, channels)  # [N, rH, rW, C]
+  return tf.tanh(sr_images) if output_activation == 'tanh' else sr_images
+
+
+class Upscaler:
+  """Runs an ESPCN graph on whole images and handles their colour: the reconstruction step.
+
+  In 'y' mode the network sees only luminance; the chroma comes from bicubic upscaling and is merged back.
+  In 'rgb' mode the network sees all three channels. A grayscale image stays grayscale in both modes.
+  """
+
+  def __init__(self, session, lr_images, sr_images, scale, channels):
+    self.session = session
+    self.lr_images = lr_images  # placeholder [N, H, W, C]
+    self.sr_images = sr_images  # [N, rH, rW, C]
+    self.scale = scale
+    self.channels = channels
+
+  @classmethod
+  def from_checkpoint(cls, checkpoint_dir, scale, channels):
+    """Builds the inference graph that `checkpoint_dir` was trained with and restores its latest weights."""
+    config = utils.read_model_config(checkpoint_dir)
+    checkpoint = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+    if config is None or checkpoint is None:
+      raise utils.InputError(
+          f'{checkpoint_dir}: no trained checkpoint here; train one with '
+          f'`python train.py --images_dir=../shared/data/T91 --scale={scale} --channels={channels}` '
+          f'and pass --checkpoint_dir=checkpoint/train_{channels}_x{scale}')
+    utils.check_model_config(config, checkpoint_dir, scale, channels)
+    graph = tf.Graph()
+    with graph.as_default():
+      num_channels = utils.CHANNEL_MODES[channels]
+      lr_images = tf.placeholder(tf.float32, [None, None, None, num_channels], name='lr_images')
+      sr_images = espcn(lr_images, scale, num_channels, config['output_activation'])
+      session = tf.Session(graph=graph)
+      try:
+        tf.train.Saver().restore(session, checkpoint)
+      except (tf.errors.OpError, ValueError) as error:
+        raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error.message})') from None
+    upscaler = cls(session, lr_images, sr_images, scale, channels)
+    upscaler.checkpoint = checkpoint
+    return upscaler
+
+  def network(self, lr_array):
+    """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: one pass of the network."""
+    return self.session.run(self.sr_images, {self.lr_images: lr_array[None]})[0]
+
+  def upscale(self, image):
+    """uint8 [H, W, 3] RGB or [H, W] grayscale -> uint8 image of r*H x r*W in the same layout."""
+    if image.ndim == 2:
+      return self._upscale_gray(image)
+    if self.channels == 'rgb':
+      return utils.to_uint8(255.0 * self.network(image.astype(np.float32) / 255.0))
+    sr_y = 255.0 * self.network(utils.luminance(image).astype(np.float32)[..., None] / 255.0)[..., 0]
+    height, width = sr_y.shape
+    bicubic = utils.bicubic_resize(Image.fromarray(image), (width, height))
+    ycbcr = utils.rgb_to_ycbcr(np.asarray(bicubic))
+    ycbcr[..., 0] = sr_y
+    return utils.to_uint8(utils.ycbcr_to_rgb(ycbcr))
+
+  def _upscale_gray(self, gray):
+    """A gray level is luminance: the 'y' network takes it as it is; the 'rgb' one sees R = G = B."""
+    lr_array = gray.astype(np.float32)[..., None] / 255.0
+    if self.channels == 'rgb':
+      return utils.to_uint8(255.0 * self.network(np.repeat(lr_array, 3, axis=2)).mean(axis=2))
+    return utils.to_uint8(255.0 * self.network(lr_array)[..., 0])

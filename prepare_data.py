@@ -1,0 +1,120 @@
+"""Turns training images into aligned low-/high-resolution patch pairs in one HDF5 file.
+
+For each image (x3, the blog's setting): crop the HR image to a multiple of 3, shrink it with Pillow's
+bicubic filter to get the LR image, then cut 17x17 LR patches every 8 LR pixels together with the 51x51 HR
+patches they cover. The file holds
+
+  input   uint8 [N, patch_size, patch_size, C]                  LR patches
+  label   uint8 [N, scale*patch_size, scale*patch_size, C]      HR patches
+
+with attributes scale, patch_size, stride and channels, so that train.py can refuse data made for another
+setting. Patches are appended image by image (memory stays bounded by one image) to a temporary file that
+is renamed only when complete.
+
+  python prepare_data.py --images_dir=../shared/data/T91 --scale=3 --channels=rgb
+"""
+import os
+import sys
+import time
+
+import h5py
+from absl import app
+from absl import flags
+from tqdm import tqdm
+
+import utils
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line, defined only when run as a script so that other scripts and tests can import it."""
+  flags.DEFINE_string('images_dir', 'images',
+                      'Folder of training images (.jpg/.jpeg/.png/.bmp); several folders may be comma-separated.')
+  flags.DEFINE_string('output', '', 'HDF5 file to write. Default: checkpoint/train_data_<channels>_x<scale>.h5')
+  utils.define_model_flags()
+  flags.adopt_module_key_flags(utils)
+  flags.DEFINE_integer('patch_size', 17, 'Side of a low-resolution patch, in LR pixels.', lower_bound=1)
+  flags.DEFINE_integer('stride', 8, 'Step between neighbouring LR patches, in LR pixels.', lower_bound=1)
+
+
+CHUNK_PATCHES = 128  # HDF5 chunk length: big enough for fast reads, small enough to read a few at random
+
+
+def default_data_path(channels, scale):
+  return os.path.join('checkpoint', f'train_data_{channels}_x{scale}.h5')
+
+
+def data_attributes(scale, channels, patch_size, stride):
+  """The attributes that identify what a data file was made for (checked by train.py)."""
+  return {'scale': scale, 'channels': channels, 'patch_size': patch_size, 'stride': stride}
+
+
+def _create_dataset(data_file, name, side, num_channels):
+  return data_file.create_dataset(name, shape=(0, side, side, num_channels),
+                                  maxshape=(None, side, side, num_channels), dtype='uint8',
+                                  chunks=(CHUNK_PATCHES, side, side, num_channels))
+
+
+def _append(dataset, patches):
+  start = dataset.shape[0]
+  dataset.resize(start + len(patches), axis=0)
+  dataset[start:] = patches
+
+
+class TooSmallError(utils.InputError):
+  """An image that gives no LR patch: skipped and counted apart from unreadable files."""
+
+
+def _patches_of(path, scale, channels, patch_size, stride):
+  """The LR and HR patches of one image file; an InputError says why the file gives none."""
+  lr_image, hr_image = utils.make_lr_hr(utils.load_image(path), scale)
+  if min(lr_image.size) < patch_size:
+    raise TooSmallError(
+        f'{path}: image is smaller than one patch ({hr_image.width}x{hr_image.height} HR pixels give '
+        f'{lr_image.width}x{lr_image.height} LR pixels at x{scale}, patch is {patch_size}x{patch_size})')
+  return utils.extract_patch_pairs(utils.network_channels(lr_image, channels),
+                                   utils.network_channels(hr_image, channels), patch_size, stride, scale)
+
+
+def prepare(images_dir, output, scale, channels, patch_size, stride):
+  """Writes the patch file and returns its one-line summary."""
+  started = time.time()
+  paths = utils.list_images(images_dir)
+  utils.ensure_writable_dir(os.path.dirname(os.path.abspath(output)))
+  num_channels = utils.CHANNEL_MODES[channels]
+  skipped = []
+  with utils.atomic_output(output) as temporary:
+    with h5py.File(temporary, 'w') as data_file:
+      lr_dataset = _create_dataset(data_file, 'input', patch_size, num_channels)
+      hr_dataset = _create_dataset(data_file, 'label', patch_size * scale, num_channels)
+      data_file.attrs.update(data_attributes(scale, channels, patch_size, stride))
+      for path in tqdm(paths, desc='images', unit='image', leave=False):
+        try:
+          lr_patches, hr_patches = _patches_of(path, scale, channels, patch_size, stride)
+        except utils.InputError as error:
+          tqdm.write(f'skipped: {error}', file=sys.stderr)
+          skipped.append('too small' if isinstance(error, TooSmallError) else 'unreadable')
+          continue
+        _append(lr_dataset, lr_patches)
+        _append(hr_dataset, hr_patches)
+      num_patches = lr_dataset.shape[0]
+    if num_patches == 0:
+      raise utils.InputError(f'{images_dir}: no usable image (every one was unreadable or smaller than '
+                             f'one {patch_size}x{patch_size} LR patch); nothing written')
+  reasons = ', '.join(f'{skipped.count(reason)} {reason}' for reason in sorted(set(skipped)))
+  return (f'{output}: {len(paths) - len(skipped)} images used, {len(skipped)} skipped'
+          f'{f" ({reasons})" if skipped else ""}, {num_patches} patches, '
+          f'{os.path.getsize(output) / 2**20:.1f} MiB, {time.time() - started:.1f} s')
+
+
+@utils.exit_on_input_error
+def main(argv):
+  del argv  # Unused: everything comes from flags.
+  output = FLAGS.output or default_data_path(FLAGS.channels, FLAGS.scale)
+  print(prepare(FLAGS.images_dir, output, FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
