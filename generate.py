@@ -85,9 +85,7 @@ def upscale_files(upscaler, input_spec, output_dir):
 
 def evaluate_image(upscaler, path, output_dir):
   """Scores one ground-truth image and saves its LR, bicubic, ESPCN and HR versions."""
-  image = utils.load_image(path)
-  image = image.convert('L' if image.mode in ('1', 'L', 'LA') else 'RGB')
-  lr_image, hr_image = utils.make_lr_hr(image, upscaler.scale)
+  lr_image, hr_image = utils.evaluation_pair(utils.load_image(path), upscaler.scale)
   if min(lr_image.size) < 8:
     raise utils.InputError(f'{path}: image is too small to evaluate at x{upscaler.scale}')
   hr = np.asarray(hr_image)

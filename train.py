@@ -10,6 +10,9 @@ continues its step count; --epochs/--steps give the total to reach, not the numb
 import json
 import math
 import os
+import shutil
+import time
+from typing import NamedTuple
 
 import h5py
 import numpy as np
@@ -44,10 +47,26 @@ def define_flags():
                        lower_bound=0)
   flags.DEFINE_integer('save_every', 1000, 'Save a checkpoint every this many steps (and at the end).',
                        lower_bound=1)
-  flags.DEFINE_integer('seed', 0, 'Seed of the weight initialisation and of the patch order.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the weight initialisation, the patch order and the augmentation.')
+  flags.DEFINE_integer('threads', 0, 'CPU threads per operation (0: all cores). Two runs side by side '
+                       'on a 2-core machine: 1 each.', lower_bound=0)
+  flags.DEFINE_bool('augment', True, 'Apply a random flip/90-degree rotation to each batch.')
+  flags.DEFINE_float('last_layer_lr_scale', 1.0,
+                     'Learning rate of the last layer relative to the others (the paper uses 0.1).')
+  flags.DEFINE_string('val_dir', '', 'Validation images (never Set5/Set14): scored every --val_every steps; '
+                      'the best weights are kept in <checkpoint_dir>/best. Empty: no validation.')
+  flags.DEFINE_integer('val_every', 2000, 'Steps between validations.', lower_bound=1)
+  flags.DEFINE_integer('decay_patience', 5, 'Validations without improvement before the learning rate '
+                       'is multiplied by --decay_factor.', lower_bound=1)
+  flags.DEFINE_float('decay_factor', 0.1, 'Learning-rate decay factor on a validation plateau.')
+  flags.DEFINE_float('min_improvement', 0.005, 'Validation PSNR gain (dB) that counts as an improvement.')
+  flags.DEFINE_float('min_learning_rate', 1e-5,
+                     'Stop (early) when a decay would take the learning rate below this.')
 
 
 CHECKPOINT_PREFIX = 'espcn.ckpt'
+BEST_DIR = 'best'  # the checkpoint with the best validation PSNR, a model folder of its own
+VALIDATION_LOG = 'validation.jsonl'
 
 
 def default_checkpoint_dir(channels, scale):
@@ -71,15 +90,43 @@ def load_patches(path, expected_attributes):
     raise utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})') from None
 
 
-def build_training_graph(scale, num_channels, output_activation, learning_rate):
-  """Placeholders for patch batches, the network, its MSE loss and one Adam step."""
+class TrainingGraph(NamedTuple):
+  """The tensors and ops that the training loop feeds, runs and updates."""
+  lr_patches: tf.Tensor  # placeholder [N, p, p, C]; also takes whole LR images for validation
+  hr_patches: tf.Tensor  # placeholder [N, rp, rp, C]
+  sr_patches: tf.Tensor  # [N, rp, rp, C]
+  loss: tf.Tensor
+  train_op: tf.Operation
+  global_step: tf.Variable
+  learning_rate: tf.Variable  # decayed by the loop when the validation PSNR stops improving
+  best_val_psnr: tf.Variable  # the rest of the loop's state, saved with every checkpoint
+  best_step: tf.Variable
+  decay_step: tf.Variable  # when the learning rate was last decayed: each rate gets its own patience
+  train_seconds: tf.Variable
+
+
+def build_training_graph(scale, num_channels, output_activation, learning_rate, last_layer_lr_scale):
+  """Placeholders for patch batches, the network, its MSE loss and one Adam step.
+
+  The paper trains the last layer (layer3, just before PS) with a smaller learning rate; the hidden layers
+  and the last layer therefore get Adam optimizers of their own (identical to one Adam when the scale is 1).
+  """
   lr_patches = tf.placeholder(tf.float32, [None, None, None, num_channels], name='lr_patches')  # [N, p, p, C]
   hr_patches = tf.placeholder(tf.float32, [None, None, None, num_channels], name='hr_patches')  # [N, rp, rp, C]
   sr_patches = espcn.espcn(lr_patches, scale, num_channels, output_activation)  # [N, rp, rp, C]
   loss = tf.reduce_mean(tf.square(sr_patches - hr_patches))
   global_step = tf.train.get_or_create_global_step()
-  train_op = tf.train.AdamOptimizer(learning_rate).minimize(loss, global_step=global_step)
-  return lr_patches, hr_patches, loss, train_op, global_step
+  rate = tf.Variable(learning_rate, trainable=False, name='learning_rate', dtype=tf.float32)
+  last_layer = tf.trainable_variables('layer3-conv3')
+  hidden_layers = [variable for variable in tf.trainable_variables() if variable not in last_layer]
+  train_op = tf.group(
+      tf.train.AdamOptimizer(rate).minimize(loss, var_list=hidden_layers, global_step=global_step),
+      tf.train.AdamOptimizer(rate * last_layer_lr_scale, name='AdamLastLayer').minimize(
+          loss, var_list=last_layer))
+  state = [tf.Variable(value, trainable=False, name=name, dtype=dtype) for name, value, dtype in
+           (('best_val_psnr', 0.0, tf.float32), ('best_step', 0, tf.int64), ('decay_step', 0, tf.int64),
+            ('train_seconds', 0.0, tf.float64))]
+  return TrainingGraph(lr_patches, hr_patches, sr_patches, loss, train_op, global_step, rate, *state)
 
 
 def prepare_checkpoint_dir(checkpoint_dir, config):
@@ -101,53 +148,144 @@ def epoch_order(seed, epoch, num_patches):
   return np.random.default_rng([seed, epoch]).permutation(num_patches)
 
 
-def batches(lr_data, hr_data, batch_size, seed, first_step):
-  """Yields (lr_batch, hr_batch) as float32 in [0, 1], from step `first_step` on, epoch after epoch."""
+def augment(lr_batch, hr_batch, rng):
+  """One of the 8 flips/90-degree rotations, drawn by `rng`, applied alike to the LR and HR batch."""
+  quarter_turns, flip = rng.integers(4), rng.integers(2)
+  lr_batch, hr_batch = (np.rot90(batch, quarter_turns, axes=(1, 2)) for batch in (lr_batch, hr_batch))
+  return (lr_batch[:, :, ::-1], hr_batch[:, :, ::-1]) if flip else (lr_batch, hr_batch)
+
+
+def batches(lr_data, hr_data, batch_size, seed, first_step, augment_batches):
+  """Yields (lr_batch, hr_batch) as float32 in [0, 1], from step `first_step` on, epoch after epoch.
+
+  Each epoch visits every patch once; the order and the augmentation depend only on the seed, the epoch
+  and the step, so a resumed run continues exactly as an uninterrupted one would.
+  """
   steps_per_epoch = math.ceil(len(lr_data) / batch_size)
   epoch, offset = divmod(first_step, steps_per_epoch)
   while True:
     order = epoch_order(seed, epoch, len(lr_data))
     for start in range(offset * batch_size, len(order), batch_size):
       indices = np.sort(order[start:start + batch_size])
-      yield lr_data[indices].astype(np.float32) / 255.0, hr_data[indices].astype(np.float32) / 255.0
+      lr_batch, hr_batch = lr_data[indices], hr_data[indices]
+      if augment_batches:
+        lr_batch, hr_batch = augment(lr_batch, hr_batch, np.random.default_rng([seed, epoch, start]))
+      yield lr_batch.astype(np.float32) / 255.0, hr_batch.astype(np.float32) / 255.0
     epoch, offset = epoch + 1, 0
 
 
-def train(lr_data, hr_data, checkpoint_dir, config, options):
-  """The training loop: resume, step with a progress bar, save every --save_every steps and at the end.
+def load_validation_pairs(val_dir, scale):
+  """The validation images as (LR, HR) uint8 arrays, made exactly as the evaluation makes them."""
+  if os.path.basename(os.path.normpath(val_dir)).lower() in ('set5', 'set14'):
+    raise utils.InputError(f'{val_dir}: Set5 and Set14 are test sets; validate on other images '
+                           f'(e.g. ../shared/data/General100)')
+  pairs = [utils.evaluation_pair(utils.load_image(path), scale) for path in utils.list_images(val_dir)]
+  return [(np.asarray(lr_image), np.asarray(hr_image)) for lr_image, hr_image in pairs]
 
-  `options` carries the training flags (batch_size, learning_rate, epochs, steps, save_every, seed).
+
+def validate(upscaler, val_pairs):
+  """Mean Y-PSNR of the current weights on the validation pairs (the evaluation protocol of generate.py)."""
+  return float(np.mean([utils.psnr_y(hr, upscaler.upscale(lr), upscaler.scale) for lr, hr in val_pairs]))
+
+
+class Trainer:
+  """The training loop and its state: resume, step, validate, decay the learning rate, save, stop."""
+
+  def __init__(self, graph, session, checkpoint_dir, config, options):
+    self.graph, self.session, self.options = graph, session, options
+    self.checkpoint_dir = checkpoint_dir
+    self.saver = tf.train.Saver(max_to_keep=2, save_relative_paths=True)
+    self.best_saver = tf.train.Saver(max_to_keep=1, save_relative_paths=True)
+    self.upscaler = espcn.Upscaler(session, graph.lr_patches, graph.sr_patches, config['scale'],
+                                   config['channels'])
+    self.segment_started = time.time()
+    self.seconds_before = 0.0
+
+  def restore_or_initialize(self):
+    """Restores the latest checkpoint (weights, Adam, step, learning rate, best score) or starts afresh."""
+    latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+    if latest:
+      self.saver.restore(self.session, latest)
+    else:
+      self.session.run(tf.global_variables_initializer())
+    self.seconds_before = self.session.run(self.graph.train_seconds)
+    self.segment_started = time.time()
+    return latest
+
+  def save(self, step):
+    self.graph.train_seconds.load(self.seconds_before + time.time() - self.segment_started, self.session)
+    self.saver.save(self.session, os.path.join(self.checkpoint_dir, CHECKPOINT_PREFIX), global_step=step)
+
+  def validate_and_schedule(self, step, val_pairs):
+    """Scores the weights, keeps the best ones in best/, and decays the learning rate on a plateau.
+
+    Returns False when training should stop: the learning rate would fall below --min_learning_rate.
+    """
+    graph, session, options = self.graph, self.session, self.options
+    val_psnr = validate(self.upscaler, val_pairs)
+    best_psnr, best_step, decay_step, rate = (value.item() for value in session.run(
+        [graph.best_val_psnr, graph.best_step, graph.decay_step, graph.learning_rate]))
+    if val_psnr > best_psnr + options.min_improvement:
+      best_psnr, best_step = val_psnr, step
+      graph.best_val_psnr.load(val_psnr, session)
+      graph.best_step.load(step, session)
+      self.save_best(step)
+    elif step - max(best_step, decay_step) >= options.decay_patience * options.val_every:
+      rate *= options.decay_factor
+      graph.learning_rate.load(rate, session)
+      graph.decay_step.load(step, session)
+    utils.append_json_line({'step': int(step), 'val_psnr': round(val_psnr, 4), 'best_val_psnr': round(best_psnr, 4),
+                            'learning_rate': float(f'{rate:.6g}'),
+                            'train_seconds': round(self.seconds_before + time.time() - self.segment_started)},
+                           os.path.join(self.checkpoint_dir, VALIDATION_LOG))
+    tqdm.write(f'step {step}: validation PSNR {val_psnr:.3f} dB (best {best_psnr:.3f} at step {best_step}), '
+               f'learning rate {rate:.2g}')
+    return rate >= options.min_learning_rate
+
+  def save_best(self, step):
+    best_dir = os.path.join(self.checkpoint_dir, BEST_DIR)
+    os.makedirs(best_dir, exist_ok=True)
+    self.best_saver.save(self.session, os.path.join(best_dir, CHECKPOINT_PREFIX), global_step=step)
+    shutil.copy(os.path.join(self.checkpoint_dir, utils.MODEL_CONFIG_FILE), best_dir)
+
+
+def train(lr_data, hr_data, checkpoint_dir, config, options, val_pairs=()):
+  """Trains until --steps/--epochs are done or the learning rate has decayed below its minimum.
+
+  `options` carries the training flags; `val_pairs` are (LR, HR) validation images (none: no validation,
+  no learning-rate decay, and the last checkpoint is the result).
   """
   steps_per_epoch = math.ceil(len(lr_data) / options.batch_size)
   total_steps = options.steps or options.epochs * steps_per_epoch
   tf.set_random_seed(options.seed)
-  lr_patches, hr_patches, loss, train_op, global_step = build_training_graph(
-      config['scale'], lr_data.shape[-1], config['output_activation'], options.learning_rate)
-  saver = tf.train.Saver(max_to_keep=2, save_relative_paths=True)
-  save_path = os.path.join(checkpoint_dir, CHECKPOINT_PREFIX)
-  with tf.Session() as session:
-    latest = tf.train.latest_checkpoint(checkpoint_dir)
-    if latest:
-      saver.restore(session, latest)
-    else:
-      session.run(tf.global_variables_initializer())
-    step = session.run(global_step)
+  graph = build_training_graph(config['scale'], lr_data.shape[-1], config['output_activation'],
+                               options.learning_rate, options.last_layer_lr_scale)
+  session_config = tf.ConfigProto(intra_op_parallelism_threads=options.threads)
+  with tf.Session(config=session_config) as session:
+    trainer = Trainer(graph, session, checkpoint_dir, config, options)
+    latest = trainer.restore_or_initialize()
+    step = session.run(graph.global_step)
     print(f'{len(lr_data)} patches, {steps_per_epoch} steps per epoch; '
           f'{"resuming " + latest if latest else "starting"} at step {step} of {total_steps}')
     progress = tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True)
-    smoothed_loss = None
-    for lr_batch, hr_batch in batches(lr_data, hr_data, options.batch_size, options.seed, step):
-      if step >= total_steps:
+    smoothed_loss, keep_going = None, step < total_steps
+    first_step, started = step, time.time()
+    for lr_batch, hr_batch in batches(lr_data, hr_data, options.batch_size, options.seed, step, options.augment):
+      if not keep_going:
         break
-      _, batch_loss, step = session.run([train_op, loss, global_step],
-                                        {lr_patches: lr_batch, hr_patches: hr_batch})
+      _, batch_loss = session.run([graph.train_op, graph.loss],
+                                  {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch})
+      step += 1  # train_op increments global_step by one; fetching it in the same run may read either value
       smoothed_loss = batch_loss if smoothed_loss is None else 0.98 * smoothed_loss + 0.02 * batch_loss
       progress.update(1)
-      steps_per_second = progress.format_dict['rate'] or 0.0
+      patches_per_second = (step - first_step) * options.batch_size / (time.time() - started)
       progress.set_postfix(loss=f'{smoothed_loss:.5f}', epoch=step // steps_per_epoch,
-                           patches_per_s=f'{steps_per_second * options.batch_size:.0f}')
-      if step % options.save_every == 0 or step == total_steps:
-        saver.save(session, save_path, global_step=step)
+                           patches_per_s=f'{patches_per_second:.0f}', refresh=False)
+      keep_going = step < total_steps
+      if val_pairs and step % options.val_every == 0:
+        keep_going = trainer.validate_and_schedule(step, val_pairs) and keep_going
+      if step % options.save_every == 0 or not keep_going:
+        trainer.save(step)
     progress.close()
   print(f'step {step}: loss {smoothed_loss if smoothed_loss is not None else float("nan"):.6f}, '
         f'checkpoint in {checkpoint_dir}')
@@ -165,8 +303,9 @@ def main(argv):
   lr_data, hr_data = load_patches(data_path, expected)
   config = {'scale': FLAGS.scale, 'channels': FLAGS.channels,
             'output_activation': FLAGS.output_activation}
+  val_pairs = load_validation_pairs(FLAGS.val_dir, FLAGS.scale) if FLAGS.val_dir else ()
   prepare_checkpoint_dir(checkpoint_dir, config)
-  train(lr_data, hr_data, checkpoint_dir, config, FLAGS)
+  train(lr_data, hr_data, checkpoint_dir, config, FLAGS, val_pairs)
 
 
 if __name__ == '__main__':

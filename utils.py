@@ -121,6 +121,12 @@ def write_json(data, path):
       stream.write('\n')
 
 
+def append_json_line(record, path):
+  """Appends one JSON record as a line: a log that survives a killed run up to its last complete line."""
+  with open(path, 'a') as stream:
+    stream.write(json.dumps(record) + '\n')
+
+
 def read_model_config(checkpoint_dir):
   """The scale, channel mode and output activation that train.py recorded for a checkpoint folder."""
   path = os.path.join(checkpoint_dir, MODEL_CONFIG_FILE)
@@ -202,6 +208,11 @@ def modcrop(image, scale):
 def bicubic_resize(image, size):
   """Pillow's bicubic resampling (a = -0.5, antialiased when shrinking, like MATLAB's imresize)."""
   return image.resize(size, Image.BICUBIC)
+
+
+def evaluation_pair(image, scale):
+  """(LR, HR) PIL images of a ground-truth image: grayscale stays grayscale, anything else becomes RGB."""
+  return make_lr_hr(image.convert('L' if image.mode in ('1', 'L', 'LA') else 'RGB'), scale)
 
 
 def make_lr_hr(image, scale):
