@@ -118,7 +118,7 @@ class Upscaler:
       try:
         tf.train.Saver().restore(session, checkpoint)
       except (tf.errors.OpError, ValueError) as error:
-        raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error.message})') from None
+        raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
     upscaler = cls(session, lr_images, sr_images, scale, channels)
     upscaler.checkpoint = checkpoint
     return upscaler

@@ -85,7 +85,7 @@ def upscale_files(upscaler, input_spec, output_dir):
 
 def evaluate_image(upscaler, path, output_dir):
   """Scores one ground-truth image and saves its LR, bicubic, ESPCN and HR versions."""
-  lr_image, hr_image = utils.evaluation_pair(utils.load_image(path), upscaler.scale)
+  lr_image, hr_image = utils.make_lr_hr(utils.load_image(path), upscaler.scale)
   if min(lr_image.size) < 8:
     raise utils.InputError(f'{path}: image is too small to evaluate at x{upscaler.scale}')
   hr = np.asarray(hr_image)

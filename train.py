@@ -179,7 +179,7 @@ def load_validation_pairs(val_dir, scale):
   if os.path.basename(os.path.normpath(val_dir)).lower() in ('set5', 'set14'):
     raise utils.InputError(f'{val_dir}: Set5 and Set14 are test sets; validate on other images '
                            f'(e.g. ../shared/data/General100)')
-  pairs = [utils.evaluation_pair(utils.load_image(path), scale) for path in utils.list_images(val_dir)]
+  pairs = [utils.make_lr_hr(utils.load_image(path), scale) for path in utils.list_images(val_dir)]
   return [(np.asarray(lr_image), np.asarray(hr_image)) for lr_image, hr_image in pairs]
 
 
@@ -260,7 +260,8 @@ def train(lr_data, hr_data, checkpoint_dir, config, options, val_pairs=()):
   tf.set_random_seed(options.seed)
   graph = build_training_graph(config['scale'], lr_data.shape[-1], config['output_activation'],
                                options.learning_rate, options.last_layer_lr_scale)
-  session_config = tf.ConfigProto(intra_op_parallelism_threads=options.threads)
+  session_config = tf.ConfigProto(intra_op_parallelism_threads=options.threads,
+                                  inter_op_parallelism_threads=options.threads)
   with tf.Session(config=session_config) as session:
     trainer = Trainer(graph, session, checkpoint_dir, config, options)
     latest = trainer.restore_or_initialize()

@@ -210,13 +210,13 @@ def bicubic_resize(image, size):
   return image.resize(size, Image.BICUBIC)
 
 
-def evaluation_pair(image, scale):
-  """(LR, HR) PIL images of a ground-truth image: grayscale stays grayscale, anything else becomes RGB."""
-  return make_lr_hr(image.convert('L' if image.mode in ('1', 'L', 'LA') else 'RGB'), scale)
-
-
 def make_lr_hr(image, scale):
-  """The evaluation protocol's pair: HR cropped to a multiple of r, LR = bicubic downscale by r."""
+  """The (LR, HR) pair of the evaluation protocol: HR cropped to a multiple of r, LR = bicubic downscale.
+
+  The image is first made plain grayscale or RGB: Pillow resizes palette and 1-bit images with NEAREST
+  and RGBA with premultiplied alpha, either of which would misalign the LR image with its HR image.
+  """
+  image = image.convert('L' if image.mode in ('1', 'L', 'LA') else 'RGB')
   hr_image = modcrop(image, scale)
   lr_image = bicubic_resize(hr_image, (hr_image.width // scale, hr_image.height // scale))
   return lr_image, hr_image

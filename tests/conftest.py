@@ -1,0 +1,216 @@
+"""Shared fixtures: synthetic images, script runs, and tiny trained checkpoints.
+
+Every image the tests use is made here from NumPy (smooth gradients plus a little noise), so the suite
+needs no data set. Training is the expensive part, so checkpoints are trained once per session:
+
+  trained_run        train.py run as a script twice in one folder (x3, rgb): --steps=100, then --steps=300
+  tiny_checkpoint    train.py's main() run in-process for any (scale, channels), 20 steps, cached
+  upscaler           espcn.Upscaler restored from a tiny checkpoint, cached per session
+
+Tests that use trained_run are marked slow: run on their own they pay its two TensorFlow start-ups and
+training (about 15 s), and most of them start a script of their own on top (about 6 s each). The whole
+suite takes under two minutes on 2 cores; `-m "not slow"` leaves the in-process tests (about 30 s).
+"""
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # the scripts are top-level modules, not a package
+
+# Settings of the session's training runs: small enough for seconds of CPU, big enough to learn something.
+TRAIN_SCALE = 3
+TRAIN_PATCH_SIZE = 8
+TRAIN_STRIDE = 4
+FIRST_RUN_STEPS = 100
+RESUMED_RUN_STEPS = 300
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'slow: takes more than 20 s when run alone (deselect with -m "not slow")')
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Synthetic images
+# ---------------------------------------------------------------------------------------------------------
+
+def smooth_rgb(height, width, seed=0, noise=4.0):
+  """uint8 [height, width, 3]: smooth coloured waves (a seed shifts their phase) plus mild Gaussian noise.
+
+  Smooth content makes bicubic resampling well behaved and gives the network something learnable, while
+  the noise keeps every pixel value distinct enough for alignment checks.
+  """
+  rng = np.random.default_rng(seed)
+  rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+  phase = rng.uniform(0, 2 * np.pi, size=3)
+  image = np.stack([128 + 100 * np.sin(cols / 9.0 + phase[0]) * np.cos(rows / 11.0),
+                    128 + 90 * np.cos(cols / 7.0 + rows / 13.0 + phase[1]),
+                    128 + 80 * np.sin((cols + rows) / 10.0 + phase[2])], axis=-1)
+  image += rng.normal(0.0, noise, image.shape)
+  return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='session')
+def make_image():
+  """make_image(width, height, mode='RGB', seed=0) -> a PIL image of that mode made from smooth_rgb.
+
+  Modes: RGB, L, RGBA and LA (alpha: a left-to-right ramp), P (the RGB image quantized to 64 colours) and
+  'P+transparency' (P with palette index 0 marked transparent, as a PNG would carry it).
+  """
+  def make(width, height, mode='RGB', seed=0):
+    rgb = Image.fromarray(smooth_rgb(height, width, seed))
+    alpha = Image.fromarray(np.tile(np.linspace(0, 255, width).round().astype(np.uint8), (height, 1)))
+    if mode == 'RGB':
+      return rgb
+    if mode == 'L':
+      return rgb.convert('L')
+    if mode == 'RGBA':
+      rgba = rgb.copy()
+      rgba.putalpha(alpha)
+      return rgba
+    if mode == 'LA':
+      gray_alpha = rgb.convert('L')
+      gray_alpha.putalpha(alpha)
+      return gray_alpha
+    if mode in ('P', 'P+transparency'):
+      palette = rgb.quantize(64, dither=Image.Dither.NONE)
+      if mode == 'P+transparency':
+        palette.info['transparency'] = 0
+      return palette
+    raise ValueError(mode)
+  return make
+
+
+@pytest.fixture(scope='session')
+def training_images(tmp_path_factory):
+  """A folder of three small RGB training images of different sizes."""
+  folder = tmp_path_factory.mktemp('training_images')
+  for index, (width, height) in enumerate([(72, 60), (67, 66), (62, 73)]):
+    Image.fromarray(smooth_rgb(height, width, seed=index)).save(folder / f'train{index}.png')
+  return folder
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running the scripts
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='session')
+def run_script():
+  """run_script('train.py', '--flag=value', ...) -> CompletedProcess with text stdout and stderr.
+
+  The scripts run from the repository root, as the README runs them; tests always pass explicit output
+  paths under tmp_path, so nothing is written into the repository.
+  """
+  def run(script, *args):
+    return subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600, check=False)
+  return run
+
+
+@pytest.fixture(scope='session')
+def assert_input_error():
+  """assert_input_error(result, *names, only_line=True): the bad-input contract of every script.
+
+  A bad input ends the run with exit code != 0 and exactly one line starting 'error: ' that names the
+  culprit, and no traceback. With only_line, that line is all there is on stderr.
+  """
+  def check(result, *names, only_line=True):
+    assert result.returncode != 0, f'expected a failure, got exit 0; stdout:\n{result.stdout}'
+    assert 'Traceback' not in result.stderr, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
+    assert len(error_lines) == 1, f'expected one "error: " line on stderr, got:\n{result.stderr}'
+    for name in names:
+      assert str(name) in error_lines[0], f'{name} not named in {error_lines[0]!r}'
+    if only_line:
+      assert result.stderr.strip().splitlines() == error_lines, result.stderr
+    return error_lines[0]
+  return check
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Trained models
+# ---------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory, training_images, run_script):
+  """train.py as a user runs it, x3 rgb: --steps=100 (preparing --data, which does not exist yet), then
+  --steps=300 in the same folder, which must resume. Both runs' outputs are kept for the tests to read."""
+  folder = tmp_path_factory.mktemp('trained_run')
+  checkpoint_dir = folder / 'checkpoint'
+  data = folder / 'patches.h5'
+  common = [f'--data={data}', f'--images_dir={training_images}', f'--checkpoint_dir={checkpoint_dir}',
+            f'--scale={TRAIN_SCALE}', '--channels=rgb', f'--patch_size={TRAIN_PATCH_SIZE}',
+            f'--stride={TRAIN_STRIDE}', '--batch_size=16', '--save_every=100000', '--seed=0']
+  first = run_script('train.py', *common, f'--steps={FIRST_RUN_STEPS}')
+  assert first.returncode == 0, first.stderr
+  resumed = run_script('train.py', *common, f'--steps={RESUMED_RUN_STEPS}')
+  assert resumed.returncode == 0, resumed.stderr
+  return types.SimpleNamespace(checkpoint_dir=checkpoint_dir, data=data, first=first, resumed=resumed,
+                               scale=TRAIN_SCALE, channels='rgb')
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoint(tmp_path_factory, training_images):
+  """tiny_checkpoint(scale, channels) -> a checkpoint folder trained for 20 steps, made once per session.
+
+  Runs train.py's own main() in this process (its flags parsed from a command line, in a fresh graph), so
+  the folder holds the same data file, config.json and checkpoints as a `python train.py` run, without a
+  TensorFlow start-up per model.
+  """
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  import train  # pylint: disable=import-outside-toplevel
+  from espcn import tf  # pylint: disable=import-outside-toplevel
+  if 'checkpoint_dir' not in flags.FLAGS:
+    train.define_flags()
+  cache = {}
+
+  def checkpoint(scale, channels):
+    if (scale, channels) not in cache:
+      folder = tmp_path_factory.mktemp(f'tiny_{channels}_x{scale}')
+      flags.FLAGS.unparse_flags()
+      flags.FLAGS(['train.py', f'--data={folder / "patches.h5"}', f'--images_dir={training_images}',
+                   f'--checkpoint_dir={folder / "checkpoint"}', f'--scale={scale}', f'--channels={channels}',
+                   '--patch_size=6', '--stride=4', '--steps=20', '--seed=0'])
+      with tf.Graph().as_default():
+        train.main(['train.py'])
+      flags.FLAGS.unparse_flags()
+      cache[scale, channels] = str(folder / 'checkpoint')
+    return cache[scale, channels]
+  return checkpoint
+
+
+@pytest.fixture(scope='session')
+def upscaler(tiny_checkpoint):
+  """upscaler(scale, channels) -> espcn.Upscaler restored from tiny_checkpoint(scale, channels)."""
+  import espcn  # pylint: disable=import-outside-toplevel
+  cache = {}
+
+  def restored(scale, channels):
+    if (scale, channels) not in cache:
+      cache[scale, channels] = espcn.Upscaler.from_checkpoint(tiny_checkpoint(scale, channels), scale,
+                                                              channels)
+    return cache[scale, channels]
+  yield restored
+  for model in cache.values():
+    model.session.close()
+
+
+def expected_patch_count(lr_height, lr_width, patch_size, stride):
+  """Patches cut from an LR image of that size: one per corner on the stride grid that fits a patch."""
+  if min(lr_height, lr_width) < patch_size:
+    return 0
+  return ((lr_height - patch_size) // stride + 1) * ((lr_width - patch_size) // stride + 1)
+
+
+@pytest.fixture(scope='session')
+def patch_count():
+  """patch_count(hr_width, hr_height, scale, patch_size, stride): the patches one image should give."""
+  def count(hr_width, hr_height, scale, patch_size, stride):
+    return expected_patch_count(hr_height // scale, hr_width // scale, patch_size, stride)
+  return count
+

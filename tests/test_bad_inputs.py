@@ -1,0 +1,207 @@
+"""Bad inputs end a run with one 'error: ' line naming the culprit, exit code != 0 and no traceback, and
+never leave a broken or half-written output behind (an earlier complete output stays as it was).
+
+prepare_data.py does not import TensorFlow, so its runs are cheap; generate.py and train.py runs each pay
+TensorFlow's start-up, so there is one run per case and no more.
+"""
+import io
+
+import numpy as np
+import pytest
+
+import prepare_data
+
+PATCH_SIZE, STRIDE, SCALE = 5, 4, 3
+
+
+def write_random_bytes(path, size=3000, seed=0):
+  """A file with an image extension that is not an image."""
+  path.write_bytes(np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes())
+  return path
+
+
+def write_truncated_png(path, image):
+  """A PNG cut in the middle of its pixel data: the header opens, the pixels do not decode."""
+  buffer = io.BytesIO()
+  image.save(buffer, format='PNG')
+  path.write_bytes(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+  return path
+
+
+def regular_file(tmp_path):
+  """A regular file, under which no folder can be created: an unwritable output location, even as root."""
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a folder')
+  return blocker
+
+
+def pngs_in(folder):
+  return sorted(path.name for path in folder.glob('*.png')) if folder.exists() else []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# prepare_data.py
+# ---------------------------------------------------------------------------------------------------------
+
+def test_prepare_data_with_a_missing_folder(tmp_path, run_script, assert_input_error):
+  missing, output = tmp_path / 'no_such_folder', tmp_path / 'patches.h5'
+  result = run_script('prepare_data.py', f'--images_dir={missing}', f'--output={output}')
+  assert_input_error(result, missing)
+  assert not output.exists()
+
+
+def test_prepare_data_with_a_folder_without_images(tmp_path, run_script, assert_input_error):
+  empty, output = tmp_path / 'empty', tmp_path / 'patches.h5'
+  empty.mkdir()
+  (empty / 'notes.txt').write_text('no images here')
+  result = run_script('prepare_data.py', f'--images_dir={empty}', f'--output={output}')
+  assert_input_error(result, empty)
+  assert not output.exists()
+
+
+def test_prepare_data_skips_unreadable_and_too_small_images_and_counts_them(
+    tmp_path, make_image, run_script, patch_count):
+  """Bad files among good ones are skipped with a warning each; the summary counts them by reason."""
+  folder, output = tmp_path / 'images', tmp_path / 'patches.h5'
+  folder.mkdir()
+  make_image(50, 41, seed=1).save(folder / 'good1.png')
+  make_image(38, 44, seed=2).save(folder / 'good2.png')
+  bad_files = [write_random_bytes(folder / 'noise.png'),
+               write_truncated_png(folder / 'truncated.png', make_image(60, 60, seed=3)),
+               folder / 'tiny.png']
+  make_image(10, 10, seed=4).save(folder / 'tiny.png')  # 3x3 LR pixels at x3: less than one 5x5 patch
+  result = run_script('prepare_data.py', f'--images_dir={folder}', f'--output={output}',
+                      f'--scale={SCALE}', f'--patch_size={PATCH_SIZE}', f'--stride={STRIDE}')
+  assert result.returncode == 0, result.stderr
+  assert 'Traceback' not in result.stderr
+  warnings = [line for line in result.stderr.splitlines() if line.startswith('skipped: ')]
+  assert len(warnings) == 3, result.stderr
+  for bad_file in bad_files:
+    assert sum(str(bad_file) in warning for warning in warnings) == 1, (bad_file, warnings)
+  expected_patches = (patch_count(50, 41, SCALE, PATCH_SIZE, STRIDE)
+                      + patch_count(38, 44, SCALE, PATCH_SIZE, STRIDE))
+  assert (f'{output}: 2 images used, 3 skipped (1 too small, 2 unreadable), {expected_patches} patches'
+          in result.stdout), result.stdout
+  assert output.is_file()
+
+
+def test_prepare_data_into_an_unwritable_folder(tmp_path, make_image, run_script, assert_input_error):
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  make_image(40, 40).save(folder / 'good.png')
+  unwritable = regular_file(tmp_path) / 'sub'
+  result = run_script('prepare_data.py', f'--images_dir={folder}', f'--output={unwritable / "patches.h5"}')
+  assert_input_error(result, unwritable)
+
+
+def test_failed_prepare_data_run_leaves_the_existing_file_byte_identical(
+    tmp_path, make_image, run_script, assert_input_error):
+  """A run whose every image is unreadable must not replace (or truncate) a good file from before."""
+  good, output = tmp_path / 'good', tmp_path / 'patches.h5'
+  good.mkdir()
+  make_image(40, 40).save(good / 'good.png')
+  prepare_data.prepare(str(good), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE)
+  before = output.read_bytes()
+  unreadable = tmp_path / 'unreadable'
+  unreadable.mkdir()
+  write_random_bytes(unreadable / 'noise.png')
+  write_truncated_png(unreadable / 'truncated.png', make_image(60, 60, seed=3))
+  result = run_script('prepare_data.py', f'--images_dir={unreadable}', f'--output={output}',
+                      f'--scale={SCALE}', f'--patch_size={PATCH_SIZE}', f'--stride={STRIDE}')
+  assert_input_error(result, unreadable, only_line=False)  # the two 'skipped:' warnings come first
+  assert output.read_bytes() == before
+  assert sorted(path.name for path in tmp_path.iterdir()) == ['good', 'patches.h5', 'unreadable']
+
+
+# ---------------------------------------------------------------------------------------------------------
+# generate.py
+# ---------------------------------------------------------------------------------------------------------
+
+def run_generate(run_script, checkpoint_dir, output_dir, *args, scale=3, channels='rgb'):
+  return run_script('generate.py', f'--checkpoint_dir={checkpoint_dir}', f'--output_dir={output_dir}',
+                    f'--scale={scale}', f'--channels={channels}', *args)
+
+
+@pytest.mark.slow
+def test_generate_with_a_file_that_is_not_an_image(tmp_path, run_script, trained_run, assert_input_error):
+  not_an_image = write_random_bytes(tmp_path / 'photo.png')
+  output_dir = tmp_path / 'out'
+  result = run_generate(run_script, trained_run.checkpoint_dir, output_dir, f'--input={not_an_image}')
+  assert_input_error(result, not_an_image)
+  assert pngs_in(output_dir) == []
+
+
+@pytest.mark.slow
+def test_generate_with_a_truncated_image_keeps_an_earlier_output(
+    tmp_path, make_image, run_script, trained_run, assert_input_error):
+  """The truncated file is reported, and the complete photo_x3.png of an earlier run is left as it was."""
+  truncated = write_truncated_png(tmp_path / 'photo.png', make_image(60, 60, seed=3))
+  output_dir = tmp_path / 'out'
+  output_dir.mkdir()
+  make_image(180, 180, seed=9).save(output_dir / 'photo_x3.png')
+  before = (output_dir / 'photo_x3.png').read_bytes()
+  result = run_generate(run_script, trained_run.checkpoint_dir, output_dir, f'--input={truncated}')
+  assert_input_error(result, truncated)
+  assert (output_dir / 'photo_x3.png').read_bytes() == before
+  assert sorted(path.name for path in output_dir.iterdir()) == ['photo_x3.png']
+
+
+def test_generate_with_a_missing_checkpoint_folder(tmp_path, make_image, run_script, assert_input_error):
+  make_image(20, 20).save(tmp_path / 'photo.png')
+  missing = tmp_path / 'no_checkpoint_here'
+  result = run_generate(run_script, missing, tmp_path / 'out', f'--input={tmp_path / "photo.png"}')
+  assert_input_error(result, missing)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('other_setting', ['--scale=2', '--channels=y'])
+def test_generate_with_a_checkpoint_of_another_scale_or_channel_mode(
+    tmp_path, make_image, run_script, trained_run, assert_input_error, other_setting):
+  """The x3 rgb checkpoint must be refused for x2 or for 'y', with the settings it was trained for."""
+  make_image(20, 20).save(tmp_path / 'photo.png')
+  result = run_script('generate.py', f'--checkpoint_dir={trained_run.checkpoint_dir}',
+                      f'--output_dir={tmp_path / "out"}', f'--input={tmp_path / "photo.png"}', other_setting)
+  error = assert_input_error(result, trained_run.checkpoint_dir)
+  assert '--scale=3' in error and '--channels=rgb' in error
+  assert pngs_in(tmp_path / 'out') == []
+
+
+@pytest.mark.slow
+def test_generate_into_an_unwritable_folder(tmp_path, make_image, run_script, trained_run, assert_input_error):
+  make_image(20, 20).save(tmp_path / 'photo.png')
+  unwritable = regular_file(tmp_path) / 'sub'
+  result = run_generate(run_script, trained_run.checkpoint_dir, unwritable, f'--input={tmp_path / "photo.png"}')
+  assert_input_error(result, unwritable)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# train.py
+# ---------------------------------------------------------------------------------------------------------
+
+def test_train_with_data_prepared_for_another_scale(
+    tmp_path, make_image, run_script, assert_input_error):
+  """Patches made for x2 must not train an x3 model: the file's attributes are checked before anything
+  is written to the checkpoint folder."""
+  images = tmp_path / 'images'
+  images.mkdir()
+  make_image(40, 40).save(images / 'good.png')
+  data = tmp_path / 'patches_x2.h5'
+  prepare_data.prepare(str(images), str(data), 2, 'rgb', PATCH_SIZE, STRIDE)
+  checkpoint_dir = tmp_path / 'checkpoint'
+  result = run_script('train.py', f'--data={data}', f'--checkpoint_dir={checkpoint_dir}', '--scale=3',
+                      '--channels=rgb', f'--patch_size={PATCH_SIZE}', f'--stride={STRIDE}', '--steps=5')
+  error = assert_input_error(result, data)
+  assert '--scale=2' in error
+  assert not checkpoint_dir.exists()
+
+
+@pytest.mark.slow
+def test_train_refuses_to_write_into_a_shipped_model_folder(tmp_path, run_script, trained_run,
+                                                           assert_input_error):
+  shipped = tmp_path / 'espcn_rgb_x3'
+  shipped.mkdir()
+  (shipped / 'MODEL.md').write_text('# A shipped model\n')
+  result = run_script('train.py', f'--data={trained_run.data}', f'--checkpoint_dir={shipped}', '--scale=3',
+                      '--channels=rgb', '--patch_size=8', '--stride=4', '--steps=5')
+  assert_input_error(result, shipped)
+  assert sorted(path.name for path in shipped.iterdir()) == ['MODEL.md']

@@ -1,0 +1,86 @@
+"""The periodic shuffle PS, checked against an independent NumPy version of the blog's channel order.
+
+Contract (espcn.phase_shift): output[n, r*h + p, r*w + q, c] = features[n, h, w, c*r*r + q*r + p], i.e. the
+channels form C colour blocks of r*r maps and, inside a block, map q*r + p fills row offset p and column
+offset q of every r x r cell (column-major order inside the cell).
+"""
+import numpy as np
+import pytest
+
+from espcn import phase_shift
+from espcn import tf
+
+# (batch, height, width): one image and several, H != W, and a 1-pixel-high strip.
+SHAPES = [(1, 5, 7), (3, 4, 6), (2, 1, 9)]
+
+
+def periodic_shuffle_reference(features, scale, channels):
+  """The blog's PS written out with loops over colour blocks and cell offsets, in plain NumPy."""
+  batch, height, width, depth = features.shape
+  assert depth == scale * scale * channels
+  output = np.zeros((batch, height * scale, width * scale, channels), features.dtype)
+  for colour in range(channels):
+    block = features[..., colour * scale * scale:(colour + 1) * scale * scale]  # the r*r maps of one colour
+    for row_offset in range(scale):
+      for col_offset in range(scale):
+        output[:, row_offset::scale, col_offset::scale, colour] = block[..., col_offset * scale + row_offset]
+  return output
+
+
+def depth_to_space_permutation(scale, channels):
+  """perm such that tf.nn.depth_to_space(features[..., perm], r) == phase_shift(features, r, C).
+
+  depth_to_space (NHWC) reads output[n, r*h + p, r*w + q, c] from input channel (p*r + q)*C + c: offsets
+  outermost and row-major, colours innermost. PS reads channel c*r*r + q*r + p. So the permuted tensor's
+  channel (p*r + q)*C + c must hold the original channel c*r*r + q*r + p.
+  """
+  perm = np.empty(scale * scale * channels, np.int64)
+  for row_offset in range(scale):
+    for col_offset in range(scale):
+      for colour in range(channels):
+        perm[(row_offset * scale + col_offset) * channels + colour] = (
+            colour * scale * scale + col_offset * scale + row_offset)
+  return perm
+
+
+def test_reference_follows_the_contract_on_one_hand_checked_cell():
+  """Guards the reference itself: with r=2, C=1 the 2x2 cell is filled column by column."""
+  features = np.array([[[[10, 11, 12, 13]]]])  # one LR pixel, channels q*r + p = 0, 1, 2, 3
+  np.testing.assert_array_equal(periodic_shuffle_reference(features, 2, 1)[0, :, :, 0],
+                                [[10, 12],
+                                 [11, 13]])
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_phase_shift_matches_numpy_reference_for_shapes_fed_at_run_time(scale, channels):
+  """One graph with an unknown batch, height and width must shuffle every shape fed to it correctly, as
+  training batches of patches and whole test images share one graph."""
+  rng = np.random.default_rng(100 * scale + channels)
+  graph = tf.Graph()
+  with graph.as_default():
+    features = tf.placeholder(tf.float32, [None, None, None, scale * scale * channels])
+    shuffled = phase_shift(features, scale, channels)
+    with tf.Session(graph=graph) as session:
+      for batch, height, width in SHAPES:
+        values = rng.standard_normal((batch, height, width, scale * scale * channels)).astype(np.float32)
+        result = session.run(shuffled, {features: values})
+        assert result.shape == (batch, scale * height, scale * width, channels)
+        np.testing.assert_array_equal(result, periodic_shuffle_reference(values, scale, channels))
+
+
+@pytest.mark.parametrize('channels', [1, 3])
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_phase_shift_is_depth_to_space_after_channel_permutation(scale, channels):
+  """PS differs from tf.nn.depth_to_space only by the fixed channel permutation documented above."""
+  rng = np.random.default_rng(7 * scale + channels)
+  values = rng.standard_normal((2, 3, 5, scale * scale * channels)).astype(np.float32)
+  graph = tf.Graph()
+  with graph.as_default():
+    features = tf.placeholder(tf.float32, [None, None, None, scale * scale * channels])
+    shuffled = phase_shift(features, scale, channels)
+    via_depth_to_space = tf.nn.depth_to_space(
+        tf.gather(features, depth_to_space_permutation(scale, channels), axis=3), scale)
+    with tf.Session(graph=graph) as session:
+      ours, theirs = session.run([shuffled, via_depth_to_space], {features: values})
+  np.testing.assert_array_equal(ours, theirs)

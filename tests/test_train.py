@@ -1,0 +1,133 @@
+"""Training: it learns, it saves what it learnt, and a second run picks up where the first one stopped.
+
+All tests here read the session's `trained_run`: train.py run as a script with --steps=100, then again
+with --steps=300 in the same checkpoint folder.
+"""
+import json
+import re
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import espcn
+from espcn import tf
+
+FINAL_LINE = re.compile(r'^step (\d+): loss ([0-9.]+)', re.MULTILINE)
+
+
+def final_step_and_loss(stdout):
+  """The (step, smoothed loss) of train.py's last line, 'step N: loss X, checkpoint in ...'."""
+  matches = FINAL_LINE.findall(stdout)
+  assert matches, stdout
+  step, loss = matches[-1]
+  return int(step), float(loss)
+
+
+def mean_squared_error(data_path, scale, checkpoint=None):
+  """The training loss (MSE in [0, 1] units) over every patch of the file, for the weights of `checkpoint`
+  or, without one, for a freshly initialised network."""
+  with h5py.File(data_path, 'r') as data_file:
+    lr_patches = data_file['input'][:].astype(np.float32) / 255.0
+    hr_patches = data_file['label'][:].astype(np.float32) / 255.0
+  graph = tf.Graph()
+  with graph.as_default():
+    tf.set_random_seed(0)
+    lr_images = tf.placeholder(tf.float32, [None, None, None, lr_patches.shape[-1]])
+    sr_images = espcn.espcn(lr_images, scale, lr_patches.shape[-1], 'tanh')
+    with tf.Session(graph=graph) as session:
+      if checkpoint:
+        tf.train.Saver().restore(session, checkpoint)
+      else:
+        session.run(tf.global_variables_initializer())
+      sr_patches = session.run(sr_images, {lr_images: lr_patches})
+  return float(np.mean((sr_patches - hr_patches) ** 2))
+
+
+def checkpoint_steps(checkpoint_dir):
+  """The step numbers in the names of the checkpoints saved in a folder (espcn.ckpt-STEP.index)."""
+  return sorted(int(re.fullmatch(r'espcn\.ckpt-(\d+)\.index', path.name).group(1))
+                for path in Path(checkpoint_dir).glob('espcn.ckpt-*.index'))
+
+
+@pytest.mark.slow
+def test_first_run_prepares_the_missing_data_file_and_records_the_model_config(trained_run):
+  assert 'does not exist yet: preparing it' in trained_run.first.stdout
+  assert trained_run.data.is_file()
+  assert 'starting at step 0 of 100' in trained_run.first.stdout
+  config = json.loads((trained_run.checkpoint_dir / 'config.json').read_text())
+  assert config == {'scale': 3, 'channels': 'rgb', 'output_activation': 'tanh'}
+
+
+@pytest.mark.slow
+def test_a_few_hundred_steps_lower_the_loss(trained_run):
+  """The network must learn the tiny data set: its loss after 300 steps is far below that of an untrained
+  network, and train.py's reported (smoothed) loss falls from the first run to the resumed one."""
+  untrained = mean_squared_error(trained_run.data, trained_run.scale)
+  latest = tf.train.latest_checkpoint(str(trained_run.checkpoint_dir))
+  trained = mean_squared_error(trained_run.data, trained_run.scale, latest)
+  assert trained < 0.25 * untrained, (trained, untrained)
+  _, first_loss = final_step_and_loss(trained_run.first.stdout)
+  _, resumed_loss = final_step_and_loss(trained_run.resumed.stdout)
+  assert resumed_loss < first_loss < untrained
+
+
+@pytest.mark.slow
+def test_resumed_run_continues_the_step_count(trained_run):
+  """--steps is the total to reach: the second run restores step 100 and stops at 300."""
+  assert re.search(r'resuming \S*espcn\.ckpt-100 at step 100 of 300', trained_run.resumed.stdout), (
+      trained_run.resumed.stdout)
+  assert final_step_and_loss(trained_run.resumed.stdout)[0] == 300
+  latest = tf.train.latest_checkpoint(str(trained_run.checkpoint_dir))
+  assert Path(latest).name == 'espcn.ckpt-300'
+
+
+@pytest.mark.slow
+def test_checkpoint_names_match_the_steps_they_hold(trained_run):
+  """espcn.ckpt-N must hold global_step N, after exactly N training steps. With --save_every larger than
+  the run, only the ends of the two runs (100 and 300) are saved."""
+  assert checkpoint_steps(trained_run.checkpoint_dir) == [100, 300]
+  for step in (100, 300):
+    stored = tf.train.load_variable(str(trained_run.checkpoint_dir / f'espcn.ckpt-{step}'), 'global_step')
+    assert stored == step
+
+
+@pytest.mark.slow
+def test_restoring_a_checkpoint_twice_gives_bitwise_identical_outputs(trained_run, make_image):
+  """What was saved is what comes back: two independent restores upscale an image to the same bytes."""
+  image = np.asarray(make_image(31, 27, seed=11))
+  outputs = []
+  for _ in range(2):
+    upscaler = espcn.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
+    try:
+      outputs.append(upscaler.upscale(image))
+    finally:
+      upscaler.session.close()
+  assert outputs[0].shape == (27 * 3, 31 * 3, 3) and outputs[0].dtype == np.uint8
+  np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.slow
+def test_restored_weights_are_the_saved_ones(trained_run):
+  """Restoring reads back every network variable of the checkpoint unchanged (not a fresh initialisation)."""
+  upscaler = espcn.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
+  try:
+    with upscaler.session.graph.as_default():
+      variables = tf.global_variables()
+      values = upscaler.session.run(variables)
+  finally:
+    upscaler.session.close()
+  assert len(variables) == 6  # weights and bias of three convolutions
+  for variable, value in zip(variables, values):
+    saved = tf.train.load_variable(upscaler.checkpoint, variable.op.name)
+    np.testing.assert_array_equal(value, saved)
+
+
+@pytest.mark.parametrize('channels', ['rgb', 'y'])
+def test_in_process_training_writes_a_restorable_checkpoint_of_its_scale(tiny_checkpoint, channels):
+  """The fixtures' checkpoints come from train.py's main() run in-process; they must record their settings
+  and end at the requested step like a script run."""
+  config = json.loads((Path(tiny_checkpoint(2, channels)) / 'config.json').read_text())
+  assert config == {'scale': 2, 'channels': channels, 'output_activation': 'tanh'}
+  assert tf.train.latest_checkpoint(tiny_checkpoint(2, channels)).endswith('espcn.ckpt-20')
