@@ -1,0 +1,72 @@
+"""Draws the README's comparison figure from the images that `generate.py --eval_dir` saved.
+
+For one evaluated image it shows the same crop of LR (nearest-neighbour, to see its pixels), bicubic,
+ESPCN and HR side by side, enlarged, each labelled with its whole-image Y-PSNR against HR:
+
+  python generate.py --eval_dir=../shared/data/Set5 --scale=3 --channels=y --output_dir=result/set5_y_x3
+  python docs/make_figure.py --result_dir=result/set5_y_x3 --name=butterfly --crop=60,60,96,96 \
+      --output=docs/butterfly_y_x3.png
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from PIL import Image
+from PIL import ImageDraw
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import utils  # pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+PANELS = (('lr', 'LR (nearest)'), ('bicubic', 'bicubic'), ('espcn', 'ESPCN'), ('hr', 'HR'))
+LABEL_HEIGHT = 18
+GAP = 4
+
+
+def define_flags():
+  flags.DEFINE_string('result_dir', 'result', 'Folder where generate.py --eval_dir saved <name>_lr.png etc.')
+  flags.DEFINE_string('name', 'butterfly', 'Which evaluated image to show.')
+  flags.DEFINE_list('crop', ['60', '60', '96', '96'], 'Crop in HR pixels: left,top,width,height.')
+  flags.DEFINE_integer('zoom', 3, 'Enlargement of each crop (nearest neighbour).', lower_bound=1)
+  flags.DEFINE_string('output', 'docs/comparison.png', 'PNG file to write.')
+
+
+def load_panels(result_dir, name):
+  """The four saved images of `name` (the LR one enlarged to HR size with nearest neighbour), and r."""
+  images = {key: utils.load_image(os.path.join(result_dir, f'{name}_{key}.png')) for key, _ in PANELS}
+  scale = images['hr'].width // images['lr'].width
+  images['lr'] = images['lr'].resize(images['hr'].size, Image.NEAREST)
+  return images, scale
+
+
+def compose(images, box, zoom, scale):
+  """Crops every panel to `box`, enlarges it, and lays the panels out in a row with their labels."""
+  left, top, width, height = box
+  panel_size = (width * zoom, height * zoom)
+  figure = Image.new('RGB', (len(PANELS) * (panel_size[0] + GAP) - GAP, panel_size[1] + LABEL_HEIGHT),
+                     'white')
+  draw = ImageDraw.Draw(figure)
+  for index, (key, title) in enumerate(PANELS):
+    crop = images[key].crop((left, top, left + width, top + height)).resize(panel_size, Image.NEAREST)
+    x = index * (panel_size[0] + GAP)
+    figure.paste(crop.convert('RGB'), (x, 0))
+    label = title
+    if key in ('bicubic', 'espcn'):
+      label += f'  {utils.psnr_y(images["hr"], images[key], scale):.2f} dB'
+    draw.text((x + 2, panel_size[1] + 3), label, fill='black')
+  return figure
+
+
+@utils.exit_on_input_error
+def main(argv):
+  del argv  # Unused: everything comes from flags.
+  images, scale = load_panels(FLAGS.result_dir, FLAGS.name)
+  box = [int(value) for value in FLAGS.crop]
+  utils.save_png(compose(images, box, FLAGS.zoom, scale), FLAGS.output)
+  print(f'{FLAGS.output}: {FLAGS.name}, crop {box}, x{scale}')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
