@@ -20,7 +20,7 @@ import utils
 
 FLAGS = flags.FLAGS
 SHIPPED_CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'checkpoint')
-SAMPLE_PHOTO = 'chelsea'  # skimage.data.chelsea(): a 451x300 photo of a cat, inside scikit-image's wheel
+SAMPLE_PHOTO = 'astronaut'  # skimage.data.astronaut(): a 512x512 photo, inside scikit-image's wheel
 
 
 def define_flags():

@@ -10,6 +10,8 @@ continues its step count; --epochs/--steps give the total to reach, not the numb
 import json
 import math
 import os
+import platform
+import shlex
 import shutil
 import time
 from typing import NamedTuple
@@ -67,6 +69,7 @@ def define_flags():
 CHECKPOINT_PREFIX = 'espcn.ckpt'
 BEST_DIR = 'best'  # the checkpoint with the best validation PSNR, a model folder of its own
 VALIDATION_LOG = 'validation.jsonl'
+RUN_LOG = 'runs.jsonl'
 
 
 def default_checkpoint_dir(channels, scale):
@@ -174,6 +177,31 @@ def batches(lr_data, hr_data, batch_size, seed, first_step, augment_batches):
     epoch, offset = epoch + 1, 0
 
 
+def machine_description():
+  """CPU model, core count and memory of this machine, for the run log (and so for the model cards)."""
+  cpu = platform.processor() or platform.machine()
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo') as stream:
+      cpu = next((line.split(':', 1)[1].strip() for line in stream if line.startswith('model name')), cpu)
+  memory_gib = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
+  return f'{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB'
+
+
+def command_line(options):
+  """The train.py command of this run, rebuilt from the flags it was given (also right when run in-process)."""
+  given = [options[name].serialize() for name in options if options[name].present]
+  return ' '.join(['python', 'train.py', *map(shlex.quote, given)])
+
+
+def log_run_segment(checkpoint_dir, step, total_steps, options):
+  """Appends who ran what, where and from which step to <checkpoint_dir>/runs.jsonl (one line per start)."""
+  utils.append_json_line({'command': command_line(options),
+                          'started': time.strftime('%Y-%m-%d %H:%M:%S %Z'), 'start_step': int(step),
+                          'total_steps': int(total_steps), 'machine': machine_description(),
+                          'tensorflow': tf.__version__},
+                         os.path.join(checkpoint_dir, RUN_LOG))
+
+
 def load_validation_pairs(val_dir, scale):
   """The validation images as (LR, HR) uint8 arrays, made exactly as the evaluation makes them."""
   if os.path.basename(os.path.normpath(val_dir)).lower() in ('set5', 'set14'):
@@ -225,7 +253,7 @@ class Trainer:
     val_psnr = validate(self.upscaler, val_pairs)
     best_psnr, best_step, decay_step, rate = (value.item() for value in session.run(
         [graph.best_val_psnr, graph.best_step, graph.decay_step, graph.learning_rate]))
-    if val_psnr > best_psnr + options.min_improvement:
+    if best_step == 0 or val_psnr > best_psnr + options.min_improvement:  # the first score always counts
       best_psnr, best_step = val_psnr, step
       graph.best_val_psnr.load(val_psnr, session)
       graph.best_step.load(step, session)
@@ -234,10 +262,10 @@ class Trainer:
       rate *= options.decay_factor
       graph.learning_rate.load(rate, session)
       graph.decay_step.load(step, session)
-    utils.append_json_line({'step': int(step), 'val_psnr': round(val_psnr, 4), 'best_val_psnr': round(best_psnr, 4),
-                            'learning_rate': float(f'{rate:.6g}'),
-                            'train_seconds': round(self.seconds_before + time.time() - self.segment_started)},
-                           os.path.join(self.checkpoint_dir, VALIDATION_LOG))
+    record = {'step': int(step), 'val_psnr': round(val_psnr, 4), 'best_val_psnr': round(best_psnr, 4),
+              'learning_rate': float(f'{rate:.6g}'),
+              'train_seconds': round(self.seconds_before + time.time() - self.segment_started)}
+    utils.append_json_line(record, os.path.join(self.checkpoint_dir, VALIDATION_LOG))
     tqdm.write(f'step {step}: validation PSNR {val_psnr:.3f} dB (best {best_psnr:.3f} at step {best_step}), '
                f'learning rate {rate:.2g}')
     return rate >= options.min_learning_rate
@@ -246,13 +274,14 @@ class Trainer:
     best_dir = os.path.join(self.checkpoint_dir, BEST_DIR)
     os.makedirs(best_dir, exist_ok=True)
     self.best_saver.save(self.session, os.path.join(best_dir, CHECKPOINT_PREFIX), global_step=step)
-    shutil.copy(os.path.join(self.checkpoint_dir, utils.MODEL_CONFIG_FILE), best_dir)
+    for log in (utils.MODEL_CONFIG_FILE, RUN_LOG):
+      shutil.copy(os.path.join(self.checkpoint_dir, log), best_dir)
 
 
 def train(lr_data, hr_data, checkpoint_dir, config, options, val_pairs=()):
   """Trains until --steps/--epochs are done or the learning rate has decayed below its minimum.
 
-  `options` carries the training flags; `val_pairs` are (LR, HR) validation images (none: no validation,
+  `options` carries the training flags (absl FlagValues); `val_pairs` are (LR, HR) validation images (none: no validation,
   no learning-rate decay, and the last checkpoint is the result).
   """
   steps_per_epoch = math.ceil(len(lr_data) / options.batch_size)
@@ -266,12 +295,15 @@ def train(lr_data, hr_data, checkpoint_dir, config, options, val_pairs=()):
     trainer = Trainer(graph, session, checkpoint_dir, config, options)
     latest = trainer.restore_or_initialize()
     step = session.run(graph.global_step)
+    log_run_segment(checkpoint_dir, step, total_steps, options)
     print(f'{len(lr_data)} patches, {steps_per_epoch} steps per epoch; '
           f'{"resuming " + latest if latest else "starting"} at step {step} of {total_steps}')
     progress = tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True)
-    smoothed_loss, keep_going = None, step < total_steps
+    stopped_early = session.run(graph.learning_rate) < options.min_learning_rate
+    smoothed_loss, keep_going = None, step < total_steps and not stopped_early
     first_step, started = step, time.time()
-    for lr_batch, hr_batch in batches(lr_data, hr_data, options.batch_size, options.seed, step, options.augment):
+    training_batches = batches(lr_data, hr_data, options.batch_size, options.seed, step, options.augment)
+    for lr_batch, hr_batch in training_batches:
       if not keep_going:
         break
       _, batch_loss = session.run([graph.train_op, graph.loss],

@@ -155,30 +155,40 @@ def trained_run(tmp_path_factory, training_images, run_script):
 
 
 @pytest.fixture(scope='session')
-def tiny_checkpoint(tmp_path_factory, training_images):
-  """tiny_checkpoint(scale, channels) -> a checkpoint folder trained for 20 steps, made once per session.
+def train_in_process():
+  """train_in_process('--flag=value', ...): train.py's own main() in this process, in a fresh graph.
 
-  Runs train.py's own main() in this process (its flags parsed from a command line, in a fresh graph), so
-  the folder holds the same data file, config.json and checkpoints as a `python train.py` run, without a
-  TensorFlow start-up per model.
+  Its flags are parsed from the given command line, so the checkpoint folder ends up exactly as after a
+  `python train.py` run, without a TensorFlow start-up per run.
   """
   from absl import flags  # pylint: disable=import-outside-toplevel
   import train  # pylint: disable=import-outside-toplevel
   from espcn import tf  # pylint: disable=import-outside-toplevel
   if 'checkpoint_dir' not in flags.FLAGS:
     train.define_flags()
+
+  def run(*args):
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(['train.py', *map(str, args)])
+    try:
+      with tf.Graph().as_default():
+        train.main(['train.py'])
+    finally:
+      flags.FLAGS.unparse_flags()
+  return run
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoint(tmp_path_factory, training_images, train_in_process):
+  """tiny_checkpoint(scale, channels) -> a checkpoint folder trained for 20 steps, made once per session."""
   cache = {}
 
   def checkpoint(scale, channels):
     if (scale, channels) not in cache:
       folder = tmp_path_factory.mktemp(f'tiny_{channels}_x{scale}')
-      flags.FLAGS.unparse_flags()
-      flags.FLAGS(['train.py', f'--data={folder / "patches.h5"}', f'--images_dir={training_images}',
-                   f'--checkpoint_dir={folder / "checkpoint"}', f'--scale={scale}', f'--channels={channels}',
-                   '--patch_size=6', '--stride=4', '--steps=20', '--seed=0'])
-      with tf.Graph().as_default():
-        train.main(['train.py'])
-      flags.FLAGS.unparse_flags()
+      train_in_process(f'--data={folder / "patches.h5"}', f'--images_dir={training_images}',
+                       f'--checkpoint_dir={folder / "checkpoint"}', f'--scale={scale}', f'--channels={channels}',
+                       '--patch_size=6', '--stride=4', '--steps=20', '--seed=0')
       cache[scale, channels] = str(folder / 'checkpoint')
     return cache[scale, channels]
   return checkpoint

@@ -1,0 +1,115 @@
+"""Training beyond the loop: batch order, augmentation, validation, checkpoint selection, learning-rate
+decay, early stopping, the last layer's learning rate and the run log."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import espcn
+import train
+from conftest import smooth_rgb
+from espcn import tf
+
+SCALE = 2
+
+
+def test_every_patch_is_visited_once_per_epoch_and_a_resumed_run_sees_the_same_batches():
+  lr_data = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+  hr_data = np.repeat(np.repeat(lr_data, SCALE, axis=1), SCALE, axis=2)
+  uninterrupted = train.batches(lr_data, hr_data, batch_size=3, seed=7, first_step=0, augment_batches=False)
+  first_epoch = [next(uninterrupted)[0] for _ in range(4)]  # 10 patches in batches of 3: 4 steps
+  visited = np.concatenate([batch.ravel() for batch in first_epoch]) * 255
+  assert sorted(np.rint(visited).astype(int)) == list(range(10))
+  resumed = train.batches(lr_data, hr_data, batch_size=3, seed=7, first_step=2, augment_batches=False)
+  np.testing.assert_array_equal(next(resumed)[0], first_epoch[2])
+
+
+def test_augmentation_draws_all_eight_flips_and_rotations_and_keeps_lr_and_hr_aligned():
+  rng = np.random.default_rng(0)
+  lr_batch = rng.integers(0, 256, (4, 5, 5, 3), dtype=np.uint8)
+  hr_batch = np.repeat(np.repeat(lr_batch, SCALE, axis=1), SCALE, axis=2)  # each LR pixel is an r x r block
+  variants = set()
+  for seed in range(64):
+    lr_out, hr_out = train.augment(lr_batch, hr_batch, np.random.default_rng(seed))
+    np.testing.assert_array_equal(np.repeat(np.repeat(lr_out, SCALE, axis=1), SCALE, axis=2), hr_out)
+    variants.add(lr_out.tobytes())
+  assert len(variants) == 8
+
+
+@pytest.fixture(scope='module')
+def validation_images(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('validation')
+  for index in range(2):
+    Image.fromarray(smooth_rgb(40, 46, seed=10 + index)).save(folder / f'val{index}.png')
+  return folder
+
+
+@pytest.fixture(scope='module')
+def scheduled_run(tmp_path_factory, training_images, validation_images, train_in_process):
+  """A y x2 run validated every 5 steps that can never improve after its first score (min_improvement is
+  huge), so the learning rate decays after each patience of 2 validations until it falls below the minimum:
+  validations at 5, 10, ...; decays at 15 (1e-4), 25 (1e-5) and 35 (1e-6 < 1e-5: stop)."""
+  folder = tmp_path_factory.mktemp('scheduled')
+  args = [f'--data={folder / "patches.h5"}', f'--images_dir={training_images}',
+          f'--checkpoint_dir={folder / "checkpoint"}', f'--scale={SCALE}', '--channels=y', '--patch_size=6',
+          '--stride=4', '--steps=1000', f'--val_dir={validation_images}', '--val_every=5',
+          '--decay_patience=2', '--min_improvement=1000', '--learning_rate=1e-3', '--min_learning_rate=1e-5',
+          '--save_every=1000', '--seed=0']
+  train_in_process(*args)
+  return folder / 'checkpoint', args
+
+
+def read_json_lines(path):
+  return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_learning_rate_decays_on_a_plateau_and_training_stops_below_the_minimum(scheduled_run):
+  checkpoint_dir, _ = scheduled_run
+  log = read_json_lines(checkpoint_dir / 'validation.jsonl')
+  assert [record['step'] for record in log] == [5, 10, 15, 20, 25, 30, 35]
+  assert [record['learning_rate'] for record in log] == [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5, 1e-6]
+  assert tf.train.latest_checkpoint(str(checkpoint_dir)).endswith('espcn.ckpt-35')
+
+
+def test_best_validation_weights_are_kept_as_a_model_folder_of_their_own(scheduled_run):
+  checkpoint_dir, _ = scheduled_run
+  best_dir = checkpoint_dir / 'best'
+  assert tf.train.latest_checkpoint(str(best_dir)).endswith('espcn.ckpt-5')
+  upscaler = espcn.Upscaler.from_checkpoint(str(best_dir), SCALE, 'y')
+  assert upscaler.upscale(smooth_rgb(9, 7)).shape == (18, 14, 3)
+  upscaler.session.close()
+  runs = read_json_lines(best_dir / 'runs.jsonl')
+  assert '--val_every=5' in runs[0]['command'] and runs[0]['machine'] and runs[0]['start_step'] == 0
+
+
+def test_a_run_that_stopped_early_stays_stopped_when_started_again(scheduled_run, train_in_process):
+  checkpoint_dir, args = scheduled_run
+  train_in_process(*args)
+  assert tf.train.latest_checkpoint(str(checkpoint_dir)).endswith('espcn.ckpt-35')
+  assert len(read_json_lines(checkpoint_dir / 'runs.jsonl')) == 2
+
+
+def test_validating_on_a_test_set_is_refused(tmp_path, training_images, train_in_process):
+  test_set = tmp_path / 'Set5'
+  test_set.mkdir()
+  Image.fromarray(smooth_rgb(40, 40)).save(test_set / 'bird.png')
+  with pytest.raises(SystemExit):
+    train_in_process(f'--data={tmp_path / "patches.h5"}', f'--images_dir={training_images}',
+                     f'--checkpoint_dir={tmp_path / "checkpoint"}', f'--val_dir={test_set}', '--steps=5')
+  assert not (tmp_path / 'checkpoint').exists()
+
+
+def test_last_layer_learning_rate_scale_zero_freezes_only_the_last_layer(tmp_path, training_images,
+                                                                         train_in_process):
+  checkpoints = {}
+  for steps in (1, 30):
+    folder = tmp_path / f'steps{steps}'
+    train_in_process(f'--data={tmp_path / "patches.h5"}', f'--images_dir={training_images}',
+                     f'--checkpoint_dir={folder}', f'--scale={SCALE}', '--channels=y', '--patch_size=6',
+                     '--stride=4', f'--steps={steps}', '--last_layer_lr_scale=0', '--seed=3')
+    checkpoints[steps] = tf.train.latest_checkpoint(str(folder))
+  for name, should_change in (('layer1-conv1/weights', True), ('layer3-conv3/weights', False),
+                              ('layer3-conv3/bias', False)):
+    before, after = (tf.train.load_variable(checkpoints[steps], name) for steps in (1, 30))
+    assert (not np.array_equal(before, after)) == should_change, name
