@@ -69,7 +69,8 @@ def sample_photo():
 def upscale_files(upscaler, input_spec, output_dir):
   """Upscales every image named by `input_spec` (or the sample photo) into output_dir/<name>_x<r>.png."""
   if input_spec:
-    named_images = ((path, lambda path=path: utils.load_image(path)) for path in utils.list_images(input_spec))
+    named_images = ((path, lambda path=path: utils.load_image(path))
+                    for path in utils.list_images(input_spec))
   else:
     named_images = [(SAMPLE_PHOTO, sample_photo)]
   for name, load in named_images:

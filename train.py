@@ -34,7 +34,8 @@ def define_flags():
   """The command line, defined only when run as a script so that other scripts and tests can import it."""
   flags.DEFINE_string('data', '', 'HDF5 patch file. Default: checkpoint/train_data_<channels>_x<scale>.h5')
   flags.DEFINE_string('images_dir', 'images', 'Images to prepare --data from when it does not exist yet.')
-  flags.DEFINE_string('checkpoint_dir', '', 'Where checkpoints go. Default: checkpoint/train_<channels>_x<scale>')
+  flags.DEFINE_string('checkpoint_dir', '',
+                      'Where checkpoints go. Default: checkpoint/train_<channels>_x<scale>')
   utils.define_model_flags()
   flags.adopt_module_key_flags(utils)
   flags.DEFINE_integer('patch_size', 17, 'LR patch side, when preparing --data.', lower_bound=1)
@@ -52,6 +53,8 @@ def define_flags():
   flags.DEFINE_integer('seed', 0, 'Seed of the weight initialisation, the patch order and the augmentation.')
   flags.DEFINE_integer('threads', 0, 'CPU threads per operation (0: all cores). Two runs side by side '
                        'on a 2-core machine: 1 each.', lower_bound=0)
+  flags.DEFINE_string('init_from', '', 'A model folder to start from, wherever its weights have the '
+                      "same shapes (e.g. another scale's layers 1 and 2). Empty: random initialisation.")
   flags.DEFINE_bool('augment', True, 'Apply a random flip/90-degree rotation to each batch.')
   flags.DEFINE_float('last_layer_lr_scale', 1.0,
                      'Learning rate of the last layer relative to the others (the paper uses 0.1).')
@@ -115,7 +118,8 @@ def build_training_graph(scale, num_channels, output_activation, learning_rate, 
   and the last layer therefore get Adam optimizers of their own (identical to one Adam when the scale is 1).
   """
   lr_patches = tf.placeholder(tf.float32, [None, None, None, num_channels], name='lr_patches')  # [N, p, p, C]
-  hr_patches = tf.placeholder(tf.float32, [None, None, None, num_channels], name='hr_patches')  # [N, rp, rp, C]
+  hr_patches = tf.placeholder(tf.float32, [None, None, None, num_channels],
+                              name='hr_patches')  # [N, rp, rp, C]
   sr_patches = espcn.espcn(lr_patches, scale, num_channels, output_activation)  # [N, rp, rp, C]
   loss = tf.reduce_mean(tf.square(sr_patches - hr_patches))
   global_step = tf.train.get_or_create_global_step()
@@ -188,7 +192,7 @@ def machine_description():
 
 
 def command_line(options):
-  """The train.py command of this run, rebuilt from the flags it was given (also right when run in-process)."""
+  """The train.py command of this run, rebuilt from the flags it was given (right also in-process)."""
   given = [options[name].serialize() for name in options if options[name].present]
   return ' '.join(['python', 'train.py', *map(shlex.quote, given)])
 
@@ -236,9 +240,25 @@ class Trainer:
       self.saver.restore(self.session, latest)
     else:
       self.session.run(tf.global_variables_initializer())
+      if self.options.init_from:
+        self.copy_layers_from(self.options.init_from)
     self.seconds_before = self.session.run(self.graph.train_seconds)
     self.segment_started = time.time()
     return latest
+
+  def copy_layers_from(self, model_dir):
+    """Starts from another model's weights wherever the shapes agree (e.g. layers 1-2 of another scale).
+
+    Only the network's weights are taken; Adam's moments, the step and the schedule start afresh.
+    """
+    checkpoint = tf.train.latest_checkpoint(model_dir) if os.path.isdir(model_dir) else None
+    if checkpoint is None:
+      raise utils.InputError(f'{model_dir}: no checkpoint to initialise from (--init_from)')
+    shapes = dict(tf.train.list_variables(checkpoint))
+    matching = [variable for variable in tf.trainable_variables()
+                if shapes.get(variable.op.name) == variable.shape.as_list()]
+    tf.train.Saver(matching).restore(self.session, checkpoint)
+    tqdm.write(f'initialised {", ".join(variable.op.name for variable in matching)} from {checkpoint}')
 
   def save(self, step):
     self.graph.train_seconds.load(self.seconds_before + time.time() - self.segment_started, self.session)
@@ -281,8 +301,8 @@ class Trainer:
 def train(lr_data, hr_data, checkpoint_dir, config, options, val_pairs=()):
   """Trains until --steps/--epochs are done or the learning rate has decayed below its minimum.
 
-  `options` carries the training flags (absl FlagValues); `val_pairs` are (LR, HR) validation images (none: no validation,
-  no learning-rate decay, and the last checkpoint is the result).
+  `options` carries the training flags (absl FlagValues); `val_pairs` are (LR, HR) validation images
+  (none: no validation, no learning-rate decay, and the last checkpoint is the result).
   """
   steps_per_epoch = math.ceil(len(lr_data) / options.batch_size)
   total_steps = options.steps or options.epochs * steps_per_epoch

@@ -113,3 +113,17 @@ def test_last_layer_learning_rate_scale_zero_freezes_only_the_last_layer(tmp_pat
                               ('layer3-conv3/bias', False)):
     before, after = (tf.train.load_variable(checkpoints[steps], name) for steps in (1, 30))
     assert (not np.array_equal(before, after)) == should_change, name
+
+
+def test_init_from_copies_the_layers_whose_shapes_agree(tmp_path, training_images, train_in_process):
+  """A x3 run started from a x2 model takes its layers 1 and 2; layer 3 (r*r*C outputs) starts afresh."""
+  folders = {scale: tmp_path / f'x{scale}' for scale in (2, 3)}
+  common = [f'--images_dir={training_images}', '--channels=y', '--patch_size=6', '--stride=4', '--seed=5']
+  train_in_process(*common, f'--data={tmp_path / "x2.h5"}', f'--checkpoint_dir={folders[2]}', '--scale=2',
+                   '--steps=10')
+  train_in_process(*common, f'--data={tmp_path / "x3.h5"}', f'--checkpoint_dir={folders[3]}', '--scale=3',
+                   '--steps=1', '--learning_rate=0', '--min_learning_rate=0', f'--init_from={folders[2]}')
+  source, started = (tf.train.latest_checkpoint(str(folders[scale])) for scale in (2, 3))
+  for name in ('layer1-conv1/weights', 'layer2-conv2/bias'):
+    np.testing.assert_array_equal(tf.train.load_variable(source, name), tf.train.load_variable(started, name))
+  assert tf.train.load_variable(started, 'layer3-conv3/weights').shape[-1] == 9
