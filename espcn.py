@@ -84,22 +84,39 @@ def espcn(lr_images, scale, channels, output_activation='tanh'):
   return tf.tanh(sr_images) if output_activation == 'tanh' else sr_images
 
 
+RECEPTIVE_RADIUS = 4  # LR pixels that reach one output pixel from each side: 2 (5x5) + 1 (3x3) + 1 (3x3)
+TILE_MARGIN = 8  # LR pixels of context around each tile: two tiles overlap by 16 >= the 9x9 receptive field
+DEFAULT_TILE = 512  # LR pixels per tile side: about 250 MiB of activations for rgb, any image size
+
+
+def tiles(height, width, tile):
+  """(top, left, bottom, right) of the tiles that cover an image, each at most tile x tile."""
+  return [(top, left, min(top + tile, height), min(left + tile, width))
+          for top in range(0, height, tile) for left in range(0, width, tile)]
+
+
 class Upscaler:
   """Runs an ESPCN graph on whole images and handles their colour: the reconstruction step.
 
   In 'y' mode the network sees only luminance; the chroma comes from bicubic upscaling and is merged back.
   In 'rgb' mode the network sees all three channels. A grayscale image stays grayscale in both modes.
+
+  Images larger than one tile are processed tile by tile, each with TILE_MARGIN pixels of context, from
+  the network through the colour merge to uint8: memory is bounded by the tile, and since every output
+  pixel sees only RECEPTIVE_RADIUS pixels around it, the result equals one pass over the whole image.
   """
 
-  def __init__(self, session, lr_images, sr_images, scale, channels):
+  def __init__(self, session, lr_images, sr_images, scale, channels, tile=DEFAULT_TILE):
     self.session = session
     self.lr_images = lr_images  # placeholder [N, H, W, C]
     self.sr_images = sr_images  # [N, rH, rW, C]
     self.scale = scale
     self.channels = channels
+    self.tile = tile
+    self.checkpoint = None
 
   @classmethod
-  def from_checkpoint(cls, checkpoint_dir, scale, channels):
+  def from_checkpoint(cls, checkpoint_dir, scale, channels, tile=DEFAULT_TILE):
     """Builds the inference graph that `checkpoint_dir` was trained with and restores its latest weights."""
     config = utils.read_model_config(checkpoint_dir)
     checkpoint = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
@@ -119,7 +136,7 @@ class Upscaler:
         tf.train.Saver().restore(session, checkpoint)
       except (tf.errors.OpError, ValueError) as error:
         raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
-    upscaler = cls(session, lr_images, sr_images, scale, channels)
+    upscaler = cls(session, lr_images, sr_images, scale, channels, tile)
     upscaler.checkpoint = checkpoint
     return upscaler
 
@@ -129,20 +146,45 @@ class Upscaler:
 
   def upscale(self, image):
     """uint8 [H, W, 3] RGB or [H, W] grayscale -> uint8 image of r*H x r*W in the same layout."""
-    if image.ndim == 2:
-      return self._upscale_gray(image)
-    if self.channels == 'rgb':
-      return utils.to_uint8(255.0 * self.network(image.astype(np.float32) / 255.0))
-    sr_y = 255.0 * self.network(utils.luminance(image).astype(np.float32)[..., None] / 255.0)[..., 0]
-    height, width = sr_y.shape
-    bicubic = utils.bicubic_resize(Image.fromarray(image), (width, height))
-    ycbcr = utils.rgb_to_ycbcr(np.asarray(bicubic))
-    ycbcr[..., 0] = sr_y
-    return utils.to_uint8(utils.ycbcr_to_rgb(ycbcr))
+    r = self.scale
+    height, width = image.shape[:2]
+    output = np.empty((height * r, width * r) + image.shape[2:], np.uint8)
+    bicubic = None
+    if self.channels == 'y' and image.ndim == 3:  # its chroma is merged with the network's luminance
+      bicubic = np.asarray(utils.bicubic_resize(Image.fromarray(image), (width * r, height * r)))
+    for top, left, bottom, right in tiles(height, width, self.tile):
+      window_top, window_left = max(top - TILE_MARGIN, 0), max(left - TILE_MARGIN, 0)
+      window = image[window_top:min(bottom + TILE_MARGIN, height),
+                     window_left:min(right + TILE_MARGIN, width)]
+      sr_window = self.network(self._network_input(window))  # [rh, rw, C] of the window
+      sr_tile = sr_window[(top - window_top) * r:(bottom - window_top) * r,
+                          (left - window_left) * r:(right - window_left) * r]
+      hr_box = (slice(top * r, bottom * r), slice(left * r, right * r))
+      output[hr_box] = self._to_pixels(sr_tile, image.ndim == 2, None if bicubic is None else bicubic[hr_box])
+    return output
 
-  def _upscale_gray(self, gray):
-    """A gray level is luminance: the 'y' network takes it as it is; the 'rgb' one sees R = G = B."""
-    lr_array = gray.astype(np.float32)[..., None] / 255.0
-    if self.channels == 'rgb':
-      return utils.to_uint8(255.0 * self.network(np.repeat(lr_array, 3, axis=2)).mean(axis=2))
-    return utils.to_uint8(255.0 * self.network(lr_array)[..., 0])
+  def _network_input(self, window):
+    """What the network sees of a uint8 window, as float32 [h, w, C] in [0, 1].
+
+    A gray level is luminance: the 'y' network takes it as it is, the 'rgb' one sees R = G = B.
+    """
+    if self.channels == 'y':
+      luma = window if window.ndim == 2 else utils.luminance(window)
+      return luma.astype(np.float32)[..., None] / 255.0
+    rgb = window if window.ndim == 3 else np.repeat(window[..., None], 3, axis=2)
+    return rgb.astype(np.float32) / 255.0
+
+  @staticmethod
+  def _to_pixels(sr, gray, bicubic):
+    """The network's float32 [rh, rw, C] output as uint8 pixels: [rh, rw] if `gray`, else [rh, rw, 3].
+
+    `bicubic` (uint8 RGB of the same region) is given for colour input in 'y' mode: its chroma is merged
+    with the network's Y.
+    """
+    if gray:
+      return utils.to_uint8(255.0 * sr.mean(axis=2))  # 'y': the one channel; 'rgb': the mean of R, G, B
+    if bicubic is None:
+      return utils.to_uint8(255.0 * sr)
+    ycbcr = utils.rgb_to_ycbcr(bicubic)
+    ycbcr[..., 0] = 255.0 * sr[..., 0]
+    return utils.to_uint8(utils.ycbcr_to_rgb(ycbcr))

@@ -34,6 +34,9 @@ def define_flags():
                       '--scale/--channels, checkpoint/espcn_<channels>_x<scale>.')
   flags.DEFINE_string('eval_dir', '', 'Evaluate instead: a folder of ground-truth (HR) images.')
   flags.DEFINE_string('json', '', 'With --eval_dir: also write the scores to this JSON file.')
+  flags.DEFINE_integer('tile', espcn.DEFAULT_TILE, 'Largest LR tile side processed in one pass; larger '
+                       'images go in overlapping tiles, with the same result and bounded memory.',
+                       lower_bound=1)
 
 
 def shipped_checkpoint_dir(channels, scale):
@@ -128,7 +131,7 @@ def main(argv):
     raise utils.InputError(f'{FLAGS.eval_dir}: no such folder')
   utils.ensure_writable_dir(FLAGS.output_dir)
   checkpoint_dir = FLAGS.checkpoint_dir or shipped_checkpoint_dir(FLAGS.channels, FLAGS.scale)
-  upscaler = espcn.Upscaler.from_checkpoint(checkpoint_dir, FLAGS.scale, FLAGS.channels)
+  upscaler = espcn.Upscaler.from_checkpoint(checkpoint_dir, FLAGS.scale, FLAGS.channels, FLAGS.tile)
   print(f'checkpoint: {upscaler.checkpoint}')
   if not FLAGS.eval_dir:
     upscale_files(upscaler, FLAGS.input, FLAGS.output_dir)
