@@ -13,11 +13,13 @@ is renamed only when complete.
 
   python prepare_data.py --images_dir=../shared/data/T91 --scale=3 --channels=rgb
 """
+import math
 import os
 import sys
 import time
 
 import h5py
+import numpy as np
 from absl import app
 from absl import flags
 from tqdm import tqdm
@@ -108,6 +110,101 @@ def prepare(images_dir, output, scale, channels, patch_size, stride):
   return (f'{output}: {len(paths) - len(skipped)} images used, {len(skipped)} skipped'
           f'{f" ({reasons})" if skipped else ""}, {num_patches} patches, '
           f'{os.path.getsize(output) / 2**20:.1f} MiB, {time.time() - started:.1f} s')
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading the patch file back (train.py)
+# ---------------------------------------------------------------------------------------------------------
+
+class InMemoryPatches:
+  """All patches in memory; an epoch visits them in one random permutation."""
+
+  def __init__(self, data_file):
+    self.lr_data, self.hr_data = data_file['input'][:], data_file['label'][:]
+
+  def __len__(self):
+    return len(self.lr_data)
+
+  def epoch_order(self, rng):
+    return rng.permutation(len(self))
+
+  def read(self, indices):
+    return self.lr_data[indices], self.hr_data[indices]
+
+
+class StreamedPatches:
+  """Patches read from the file a block of chunks at a time, for files larger than the memory budget.
+
+  An epoch shuffles the HDF5 chunks, groups them into blocks that fit half the budget, and visits each
+  block's patches in a random order: every patch once per epoch, in an order that mixes patches across the
+  whole file, while at most two blocks (the current one and the one a batch may straddle into) are held.
+  """
+
+  def __init__(self, data_file, max_bytes):
+    self.lr_dataset, self.hr_dataset = data_file['input'], data_file['label']
+    self.chunk = self.lr_dataset.chunks[0]
+    patch_bytes = self.lr_dataset[0].nbytes + self.hr_dataset[0].nbytes
+    self.chunks_per_block = max(1, int(max_bytes // 2 // (patch_bytes * self.chunk)))
+    self.blocks = []  # per block of this epoch: the sorted patch indices it holds
+    self.block_of_patch = np.zeros(len(self), np.int64)
+    self.loaded = {}  # block number -> (lr, hr) arrays, at most two
+
+  def __len__(self):
+    return self.lr_dataset.shape[0]
+
+  def epoch_order(self, rng):
+    chunks = rng.permutation(math.ceil(len(self) / self.chunk))
+    self.blocks = [np.concatenate([np.arange(c * self.chunk, min((c + 1) * self.chunk, len(self)))
+                                   for c in np.sort(chunks[start:start + self.chunks_per_block])])
+                   for start in range(0, len(chunks), self.chunks_per_block)]
+    for number, patches in enumerate(self.blocks):
+      self.block_of_patch[patches] = number
+    self.loaded = {}
+    return np.concatenate([rng.permutation(patches) for patches in self.blocks])
+
+  def read(self, indices):
+    """The patches at `indices`, which lie in one block or, where a batch straddles, consecutive ones."""
+    numbers = self.block_of_patch[indices]
+    lr_batch = np.empty((len(indices),) + self.lr_dataset.shape[1:], np.uint8)
+    hr_batch = np.empty((len(indices),) + self.hr_dataset.shape[1:], np.uint8)
+    for number in np.unique(numbers):
+      in_block = numbers == number
+      rows = np.searchsorted(self.blocks[number], indices[in_block])
+      block_lr, block_hr = self._block(number)
+      lr_batch[in_block], hr_batch[in_block] = block_lr[rows], block_hr[rows]
+    return lr_batch, hr_batch
+
+  def _block(self, number):
+    if number not in self.loaded:
+      self.loaded = {key: value for key, value in self.loaded.items() if key == number - 1}
+      slices = [slice(c * self.chunk, min((c + 1) * self.chunk, len(self)))
+                for c in np.unique(self.blocks[number] // self.chunk)]
+      self.loaded[number] = tuple(np.concatenate([dataset[part] for part in slices])
+                                  for dataset in (self.lr_dataset, self.hr_dataset))
+    return self.loaded[number]
+
+
+def open_patches(path, expected_attributes, max_bytes):
+  """The patch file as InMemoryPatches if it fits `max_bytes`, else as StreamedPatches (file kept open).
+
+  Stops with a clear message when the file was prepared for another scale, channel mode, patch or stride.
+  """
+  try:
+    data_file = h5py.File(path, 'r')
+    attributes = {key: data_file.attrs[key] for key in expected_attributes if key in data_file.attrs}
+    attributes = {key: value.item() if hasattr(value, 'item') else value for key, value in attributes.items()}
+    if attributes != expected_attributes:
+      found = ' '.join(f'--{key}={value}' for key, value in sorted(attributes.items()))
+      wanted = ' '.join(f'--{key}={value}' for key, value in sorted(expected_attributes.items()))
+      raise utils.InputError(f'{path}: data was prepared with {found or "unknown settings"}, '
+                             f'not {wanted}; prepare it again or pass another --data')
+    size = data_file['input'].nbytes + data_file['label'].nbytes
+    if size <= max_bytes:
+      with data_file:
+        return InMemoryPatches(data_file)
+    return StreamedPatches(data_file, max_bytes)
+  except (OSError, KeyError) as error:
+    raise utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})') from None
 
 
 @utils.exit_on_input_error

@@ -16,7 +16,6 @@ import shutil
 import time
 from typing import NamedTuple
 
-import h5py
 import numpy as np
 from absl import app
 from absl import flags
@@ -51,6 +50,8 @@ def define_flags():
   flags.DEFINE_integer('save_every', 1000, 'Save a checkpoint every this many steps (and at the end).',
                        lower_bound=1)
   flags.DEFINE_integer('seed', 0, 'Seed of the weight initialisation, the patch order and the augmentation.')
+  flags.DEFINE_float('max_memory', 4096, 'MiB of patches to hold in memory: a larger --data file is '
+                     'streamed from disk in shuffled blocks of chunks.', lower_bound=0)
   flags.DEFINE_integer('threads', 0, 'CPU threads per operation (0: all cores). Two runs side by side '
                        'on a 2-core machine: 1 each.', lower_bound=0)
   flags.DEFINE_string('init_from', '', 'A model folder to start from, wherever its weights have the '
@@ -77,23 +78,6 @@ RUN_LOG = 'runs.jsonl'
 
 def default_checkpoint_dir(channels, scale):
   return os.path.join('checkpoint', f'train_{channels}_x{scale}')
-
-
-def load_patches(path, expected_attributes):
-  """Reads the LR and HR patches into memory as uint8, after checking what the file was made for."""
-  try:
-    with h5py.File(path, 'r') as data_file:
-      attributes = {key: data_file.attrs[key] for key in expected_attributes if key in data_file.attrs}
-      attributes = {key: value.item() if hasattr(value, 'item') else value
-                    for key, value in attributes.items()}
-      if attributes != expected_attributes:
-        found = ' '.join(f'--{key}={value}' for key, value in sorted(attributes.items()))
-        wanted = ' '.join(f'--{key}={value}' for key, value in sorted(expected_attributes.items()))
-        raise utils.InputError(f'{path}: data was prepared with {found or "unknown settings"}, '
-                               f'not {wanted}; prepare it again or pass another --data')
-      return data_file['input'][:], data_file['label'][:]
-  except (OSError, KeyError) as error:
-    raise utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})') from None
 
 
 class TrainingGraph(NamedTuple):
@@ -150,11 +134,6 @@ def prepare_checkpoint_dir(checkpoint_dir, config):
                            f'not {json.dumps(config)}; pass another --checkpoint_dir')
 
 
-def epoch_order(seed, epoch, num_patches):
-  """The patch order of one epoch: a permutation that depends only on the seed and the epoch number."""
-  return np.random.default_rng([seed, epoch]).permutation(num_patches)
-
-
 def augment(lr_batch, hr_batch, rng):
   """One of the 8 flips/90-degree rotations, drawn by `rng`, applied alike to the LR and HR batch."""
   quarter_turns, flip = rng.integers(4), rng.integers(2)
@@ -162,19 +141,18 @@ def augment(lr_batch, hr_batch, rng):
   return (lr_batch[:, :, ::-1], hr_batch[:, :, ::-1]) if flip else (lr_batch, hr_batch)
 
 
-def batches(lr_data, hr_data, batch_size, seed, first_step, augment_batches):
+def batches(patches, batch_size, seed, first_step, augment_batches):
   """Yields (lr_batch, hr_batch) as float32 in [0, 1], from step `first_step` on, epoch after epoch.
 
   Each epoch visits every patch once; the order and the augmentation depend only on the seed, the epoch
   and the step, so a resumed run continues exactly as an uninterrupted one would.
   """
-  steps_per_epoch = math.ceil(len(lr_data) / batch_size)
+  steps_per_epoch = math.ceil(len(patches) / batch_size)
   epoch, offset = divmod(first_step, steps_per_epoch)
   while True:
-    order = epoch_order(seed, epoch, len(lr_data))
+    order = patches.epoch_order(np.random.default_rng([seed, epoch]))
     for start in range(offset * batch_size, len(order), batch_size):
-      indices = np.sort(order[start:start + batch_size])
-      lr_batch, hr_batch = lr_data[indices], hr_data[indices]
+      lr_batch, hr_batch = patches.read(np.sort(order[start:start + batch_size]))
       if augment_batches:
         lr_batch, hr_batch = augment(lr_batch, hr_batch, np.random.default_rng([seed, epoch, start]))
       yield lr_batch.astype(np.float32) / 255.0, hr_batch.astype(np.float32) / 255.0
@@ -298,17 +276,17 @@ class Trainer:
       shutil.copy(os.path.join(self.checkpoint_dir, log), best_dir)
 
 
-def train(lr_data, hr_data, checkpoint_dir, config, options, val_pairs=()):
+def train(patches, checkpoint_dir, config, options, val_pairs=()):
   """Trains until --steps/--epochs are done or the learning rate has decayed below its minimum.
 
   `options` carries the training flags (absl FlagValues); `val_pairs` are (LR, HR) validation images
   (none: no validation, no learning-rate decay, and the last checkpoint is the result).
   """
-  steps_per_epoch = math.ceil(len(lr_data) / options.batch_size)
+  steps_per_epoch = math.ceil(len(patches) / options.batch_size)
   total_steps = options.steps or options.epochs * steps_per_epoch
   tf.set_random_seed(options.seed)
-  graph = build_training_graph(config['scale'], lr_data.shape[-1], config['output_activation'],
-                               options.learning_rate, options.last_layer_lr_scale)
+  graph = build_training_graph(config['scale'], utils.CHANNEL_MODES[config['channels']],
+                               config['output_activation'], options.learning_rate, options.last_layer_lr_scale)
   session_config = tf.ConfigProto(intra_op_parallelism_threads=options.threads,
                                   inter_op_parallelism_threads=options.threads)
   with tf.Session(config=session_config) as session:
@@ -316,13 +294,13 @@ def train(lr_data, hr_data, checkpoint_dir, config, options, val_pairs=()):
     latest = trainer.restore_or_initialize()
     step = session.run(graph.global_step)
     log_run_segment(checkpoint_dir, step, total_steps, options)
-    print(f'{len(lr_data)} patches, {steps_per_epoch} steps per epoch; '
+    print(f'{len(patches)} patches ({type(patches).__name__}), {steps_per_epoch} steps per epoch; '
           f'{"resuming " + latest if latest else "starting"} at step {step} of {total_steps}')
     progress = tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True)
     stopped_early = session.run(graph.learning_rate) < options.min_learning_rate
     smoothed_loss, keep_going = None, step < total_steps and not stopped_early
     first_step, started = step, time.time()
-    training_batches = batches(lr_data, hr_data, options.batch_size, options.seed, step, options.augment)
+    training_batches = batches(patches, options.batch_size, options.seed, step, options.augment)
     for lr_batch, hr_batch in training_batches:
       if not keep_going:
         break
@@ -353,12 +331,12 @@ def main(argv):
   if not os.path.exists(data_path):
     print(f'{data_path} does not exist yet: preparing it from {FLAGS.images_dir}')
     print(prepare_data.prepare(FLAGS.images_dir, data_path, **expected))
-  lr_data, hr_data = load_patches(data_path, expected)
+  patches = prepare_data.open_patches(data_path, expected, int(FLAGS.max_memory * 2**20))
   config = {'scale': FLAGS.scale, 'channels': FLAGS.channels,
             'output_activation': FLAGS.output_activation}
   val_pairs = load_validation_pairs(FLAGS.val_dir, FLAGS.scale) if FLAGS.val_dir else ()
   prepare_checkpoint_dir(checkpoint_dir, config)
-  train(lr_data, hr_data, checkpoint_dir, config, FLAGS, val_pairs)
+  train(patches, checkpoint_dir, config, FLAGS, val_pairs)
 
 
 if __name__ == '__main__':

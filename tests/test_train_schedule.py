@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 import espcn
+import prepare_data
 import train
 from conftest import smooth_rgb
 from espcn import tf
@@ -16,12 +17,13 @@ SCALE = 2
 
 def test_every_patch_is_visited_once_per_epoch_and_a_resumed_run_sees_the_same_batches():
   lr_data = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
-  hr_data = np.repeat(np.repeat(lr_data, SCALE, axis=1), SCALE, axis=2)
-  uninterrupted = train.batches(lr_data, hr_data, batch_size=3, seed=7, first_step=0, augment_batches=False)
+  patches = prepare_data.InMemoryPatches(
+      {'input': lr_data, 'label': np.repeat(np.repeat(lr_data, SCALE, axis=1), SCALE, axis=2)})
+  uninterrupted = train.batches(patches, batch_size=3, seed=7, first_step=0, augment_batches=False)
   first_epoch = [next(uninterrupted)[0] for _ in range(4)]  # 10 patches in batches of 3: 4 steps
   visited = np.concatenate([batch.ravel() for batch in first_epoch]) * 255
   assert sorted(np.rint(visited).astype(int)) == list(range(10))
-  resumed = train.batches(lr_data, hr_data, batch_size=3, seed=7, first_step=2, augment_batches=False)
+  resumed = train.batches(patches, batch_size=3, seed=7, first_step=2, augment_batches=False)
   np.testing.assert_array_equal(next(resumed)[0], first_epoch[2])
 
 
