@@ -126,19 +126,34 @@ class Upscaler:
           f'`python train.py --images_dir=../shared/data/T91 --scale={scale} --channels={channels}` '
           f'and pass --checkpoint_dir=checkpoint/train_{channels}_x{scale}')
     utils.check_model_config(config, checkpoint_dir, scale, channels)
-    graph = tf.Graph()
-    with graph.as_default():
-      num_channels = utils.CHANNEL_MODES[channels]
-      lr_images = tf.placeholder(tf.float32, [None, None, None, num_channels], name='lr_images')
-      sr_images = espcn(lr_images, scale, num_channels, config['output_activation'])
-      session = tf.Session(graph=graph)
+    upscaler = cls.build(scale, channels, config['output_activation'], tile)
+    with upscaler.session.graph.as_default():
       try:
-        tf.train.Saver().restore(session, checkpoint)
+        tf.train.Saver().restore(upscaler.session, checkpoint)
       except (tf.errors.OpError, ValueError) as error:
         raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
-    upscaler = cls(session, lr_images, sr_images, scale, channels, tile)
     upscaler.checkpoint = checkpoint
     return upscaler
+
+  @classmethod
+  def with_random_weights(cls, scale, channels, tile=DEFAULT_TILE, seed=0):
+    """An untrained network (the initialisation of train.py): for speed measurements only."""
+    upscaler = cls.build(scale, channels, 'none', tile, seed)
+    with upscaler.session.graph.as_default():
+      upscaler.session.run(tf.global_variables_initializer())
+    upscaler.checkpoint = 'random weights'
+    return upscaler
+
+  @classmethod
+  def build(cls, scale, channels, output_activation, tile, seed=None):
+    """The inference graph in a session of its own, weights not yet set."""
+    graph = tf.Graph()
+    with graph.as_default():
+      tf.set_random_seed(seed)
+      num_channels = utils.CHANNEL_MODES[channels]
+      lr_images = tf.placeholder(tf.float32, [None, None, None, num_channels], name='lr_images')
+      sr_images = espcn(lr_images, scale, num_channels, output_activation)
+    return cls(tf.Session(graph=graph), lr_images, sr_images, scale, channels, tile)
 
   def network(self, lr_array):
     """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: one pass of the network."""
@@ -156,14 +171,14 @@ class Upscaler:
       window_top, window_left = max(top - TILE_MARGIN, 0), max(left - TILE_MARGIN, 0)
       window = image[window_top:min(bottom + TILE_MARGIN, height),
                      window_left:min(right + TILE_MARGIN, width)]
-      sr_window = self.network(self._network_input(window))  # [rh, rw, C] of the window
+      sr_window = self.network(self.network_input(window))  # [rh, rw, C] of the window
       sr_tile = sr_window[(top - window_top) * r:(bottom - window_top) * r,
                           (left - window_left) * r:(right - window_left) * r]
       hr_box = (slice(top * r, bottom * r), slice(left * r, right * r))
       output[hr_box] = self._to_pixels(sr_tile, image.ndim == 2, None if bicubic is None else bicubic[hr_box])
     return output
 
-  def _network_input(self, window):
+  def network_input(self, window):
     """What the network sees of a uint8 window, as float32 [h, w, C] in [0, 1].
 
     A gray level is luminance: the 'y' network takes it as it is, the 'rgb' one sees R = G = B.

@@ -8,6 +8,8 @@ Evaluate on a folder of ground-truth images (PSNR/SSIM on Y, bicubic and ESPCN, 
   python generate.py --eval_dir=../shared/data/Set5 --scale=3 --channels=y --json=result/set5_x3.json
 """
 import os
+import tempfile
+import time
 
 import numpy as np
 from absl import app
@@ -17,6 +19,7 @@ from tqdm import tqdm
 
 import espcn
 import utils
+from espcn import tf
 
 FLAGS = flags.FLAGS
 SHIPPED_CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'checkpoint')
@@ -34,6 +37,11 @@ def define_flags():
                       '--scale/--channels, checkpoint/espcn_<channels>_x<scale>.')
   flags.DEFINE_string('eval_dir', '', 'Evaluate instead: a folder of ground-truth (HR) images.')
   flags.DEFINE_string('json', '', 'With --eval_dir: also write the scores to this JSON file.')
+  flags.DEFINE_bool('benchmark', False, 'Time the network on one frame of --size, and the whole job on a '
+                    'PNG of that size; --json writes the figures.')
+  flags.DEFINE_string('size', '1920x1080', 'With --benchmark: OUTPUT frame size, WIDTHxHEIGHT.')
+  flags.DEFINE_integer('runs', 20, 'With --benchmark: timed runs (medians are reported).', lower_bound=1)
+  flags.DEFINE_bool('random_weights', False, 'Use an untrained network instead of a checkpoint (speed only).')
   flags.DEFINE_integer('tile', espcn.DEFAULT_TILE, 'Largest LR tile side processed in one pass; larger '
                        'images go in overlapping tiles, with the same result and bounded memory.',
                        lower_bound=1)
@@ -79,8 +87,13 @@ def upscale_files(upscaler, input_spec, output_dir):
   for name, load in named_images:
     stem = os.path.splitext(os.path.basename(name))[0]
     output = os.path.join(output_dir, f'{stem}_x{upscaler.scale}.png')
-    utils.save_png(upscale_image(upscaler, load()), output)
+    upscale_file(upscaler, load, output)
     print(f'{name} -> {output}')
+
+
+def upscale_file(upscaler, load, output):
+  """Decode (`load()`), colour handling and network, PNG encoding: the whole job for one image."""
+  utils.save_png(upscale_image(upscaler, load()), output)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -124,22 +137,101 @@ def evaluate(upscaler, eval_dir, output_dir):
           'images': rows, 'mean': mean}
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Benchmark: model time per frame, against the machine's own matrix-multiply speed
+# ---------------------------------------------------------------------------------------------------------
+
+def network_gflop(lr_height, lr_width, scale, num_channels):
+  """Floating-point operations of one pass (2 per multiply-add of the three convolutions), in GFLOP."""
+  multiply_adds = 5 * 5 * num_channels * 64 + 3 * 3 * 64 * 32 + 3 * 3 * 32 * scale * scale * num_channels
+  return 2.0 * lr_height * lr_width * multiply_adds / 1e9
+
+
+def time_runs(function, runs, warmup=3):
+  """Seconds of each of `runs` calls, after `warmup` untimed ones (graph set-up, kernel selection)."""
+  for _ in range(warmup):
+    function()
+  seconds = []
+  for _ in range(runs):
+    start = time.perf_counter()
+    function()
+    seconds.append(time.perf_counter() - start)
+  return seconds
+
+
+def matmul_gflops(runs, size=4096):
+  """The machine's practical FP32 peak: a size^3 tf.linalg.matmul, median of `runs`, in this process."""
+  graph = tf.Graph()
+  with graph.as_default():
+    matrix = tf.Variable(tf.random.normal([size, size], seed=0))
+    product = tf.reduce_sum(tf.linalg.matmul(matrix, matrix))
+    with tf.Session(graph=graph) as session:
+      session.run(tf.global_variables_initializer())
+      seconds = time_runs(lambda: session.run(product), runs, warmup=1)
+  return 2.0 * size ** 3 / np.median(seconds) / 1e9
+
+
+def benchmark(upscaler, output_size, runs, work_dir):
+  """Times the network on one frame of `output_size` (width, height) and the whole job on a PNG file."""
+  scale, width, height = upscaler.scale, output_size[0], output_size[1]
+  if width % scale or height % scale:
+    raise utils.InputError(f'--size={width}x{height}: not a multiple of --scale={scale}')
+  frame = utils.bicubic_resize(sample_photo(), (width // scale, height // scale))
+  network_input = upscaler.network_input(np.asarray(frame))
+  model_seconds = time_runs(lambda: upscaler.network(network_input), runs)
+  peak = matmul_gflops(runs=5)
+  frame_path, output_path = os.path.join(work_dir, 'frame.png'), os.path.join(work_dir, 'frame_sr.png')
+  frame.save(frame_path)
+  end_to_end_seconds = time_runs(lambda: upscale_file(upscaler, lambda: utils.load_image(frame_path),
+                                                      output_path), max(3, runs // 4), warmup=1)
+  gflop = network_gflop(height // scale, width // scale, scale, network_input.shape[-1])
+  median = float(np.median(model_seconds))
+  return {'size': f'{width}x{height}', 'scale': scale, 'channels': upscaler.channels,
+          'checkpoint': upscaler.checkpoint, 'runs': runs, 'gflop_per_frame': round(gflop, 3),
+          'model_ms_median': 1e3 * median, 'model_ms_min': 1e3 * min(model_seconds),
+          'model_ms_max': 1e3 * max(model_seconds), 'fps': 1.0 / median, 'gflops': gflop / median,
+          'peak_gflops': peak, 'fraction_of_peak': gflop / median / peak,
+          'end_to_end_ms_median': 1e3 * float(np.median(end_to_end_seconds))}
+
+
+def format_benchmark(report):
+  return '\n'.join(f'{key:>22}: {value:.3f}' if isinstance(value, float) else f'{key:>22}: {value}'
+                   for key, value in report.items())
+
+
+def parse_size(text):
+  try:
+    width, height = (int(part) for part in text.lower().split('x'))
+    return width, height
+  except ValueError:
+    raise utils.InputError(f'--size={text}: expected WIDTHxHEIGHT, e.g. 1920x1080') from None
+
+
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   if FLAGS.eval_dir and not os.path.isdir(FLAGS.eval_dir):
     raise utils.InputError(f'{FLAGS.eval_dir}: no such folder')
   utils.ensure_writable_dir(FLAGS.output_dir)
-  checkpoint_dir = FLAGS.checkpoint_dir or shipped_checkpoint_dir(FLAGS.channels, FLAGS.scale)
-  upscaler = espcn.Upscaler.from_checkpoint(checkpoint_dir, FLAGS.scale, FLAGS.channels, FLAGS.tile)
-  print(f'checkpoint: {upscaler.checkpoint}')
-  if not FLAGS.eval_dir:
-    upscale_files(upscaler, FLAGS.input, FLAGS.output_dir)
-    return
-  report = evaluate(upscaler, FLAGS.eval_dir, FLAGS.output_dir)
-  print(format_table(report['images'], report['mean']))
   if FLAGS.json:
     utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.json)))
+  if FLAGS.random_weights:
+    upscaler = espcn.Upscaler.with_random_weights(FLAGS.scale, FLAGS.channels, FLAGS.tile)
+  else:
+    checkpoint_dir = FLAGS.checkpoint_dir or shipped_checkpoint_dir(FLAGS.channels, FLAGS.scale)
+    upscaler = espcn.Upscaler.from_checkpoint(checkpoint_dir, FLAGS.scale, FLAGS.channels, FLAGS.tile)
+  print(f'checkpoint: {upscaler.checkpoint}')
+  if FLAGS.benchmark:
+    with tempfile.TemporaryDirectory() as work_dir:
+      report = benchmark(upscaler, parse_size(FLAGS.size), FLAGS.runs, work_dir)
+    print(format_benchmark(report))
+  elif FLAGS.eval_dir:
+    report = evaluate(upscaler, FLAGS.eval_dir, FLAGS.output_dir)
+    print(format_table(report['images'], report['mean']))
+  else:
+    upscale_files(upscaler, FLAGS.input, FLAGS.output_dir)
+    return
+  if FLAGS.json:
     utils.write_json(report, FLAGS.json)
 
 

@@ -7,6 +7,8 @@ continues its step count; --epochs/--steps give the total to reach, not the numb
 
   python train.py --images_dir=../shared/data/T91 --scale=3 --channels=rgb --epochs=100
 """
+import collections
+import contextlib
 import json
 import math
 import os
@@ -276,6 +278,26 @@ class Trainer:
       shutil.copy(os.path.join(self.checkpoint_dir, log), best_dir)
 
 
+class Stopwatch:
+  """Adds up the wall time of each activity of a run, to show where it goes (the rest is feeding)."""
+
+  def __init__(self):
+    self.started = time.perf_counter()
+    self.seconds = collections.defaultdict(float)
+
+  @contextlib.contextmanager
+  def measure(self, activity):
+    start = time.perf_counter()
+    yield
+    self.seconds[activity] += time.perf_counter() - start
+
+  def report(self):
+    total = time.perf_counter() - self.started
+    shares = dict(self.seconds, **{'feeding and bookkeeping': total - sum(self.seconds.values())})
+    return f'{total:.0f} s: ' + ', '.join(f'{name} {100 * seconds / total:.1f}%'
+                                          for name, seconds in shares.items())
+
+
 def train(patches, checkpoint_dir, config, options, val_pairs=()):
   """Trains until --steps/--epochs are done or the learning rate has decayed below its minimum.
 
@@ -286,7 +308,8 @@ def train(patches, checkpoint_dir, config, options, val_pairs=()):
   total_steps = options.steps or options.epochs * steps_per_epoch
   tf.set_random_seed(options.seed)
   graph = build_training_graph(config['scale'], utils.CHANNEL_MODES[config['channels']],
-                               config['output_activation'], options.learning_rate, options.last_layer_lr_scale)
+                               config['output_activation'], options.learning_rate,
+                               options.last_layer_lr_scale)
   session_config = tf.ConfigProto(intra_op_parallelism_threads=options.threads,
                                   inter_op_parallelism_threads=options.threads)
   with tf.Session(config=session_config) as session:
@@ -299,25 +322,30 @@ def train(patches, checkpoint_dir, config, options, val_pairs=()):
     progress = tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True)
     stopped_early = session.run(graph.learning_rate) < options.min_learning_rate
     smoothed_loss, keep_going = None, step < total_steps and not stopped_early
-    first_step, started = step, time.time()
+    first_step, stopwatch = step, Stopwatch()
     training_batches = batches(patches, options.batch_size, options.seed, step, options.augment)
     for lr_batch, hr_batch in training_batches:
       if not keep_going:
         break
-      _, batch_loss = session.run([graph.train_op, graph.loss],
-                                  {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch})
+      with stopwatch.measure('training steps'):
+        _, batch_loss = session.run([graph.train_op, graph.loss],
+                                    {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch})
       step += 1  # train_op increments global_step by one; fetching it in the same run may read either value
       smoothed_loss = batch_loss if smoothed_loss is None else 0.98 * smoothed_loss + 0.02 * batch_loss
       progress.update(1)
-      patches_per_second = (step - first_step) * options.batch_size / (time.time() - started)
+      seconds = time.perf_counter() - stopwatch.started
+      patches_per_second = (step - first_step) * options.batch_size / seconds
       progress.set_postfix(loss=f'{smoothed_loss:.5f}', epoch=step // steps_per_epoch,
                            patches_per_s=f'{patches_per_second:.0f}', refresh=False)
       keep_going = step < total_steps
       if val_pairs and step % options.val_every == 0:
-        keep_going = trainer.validate_and_schedule(step, val_pairs) and keep_going
+        with stopwatch.measure('validation'):
+          keep_going = trainer.validate_and_schedule(step, val_pairs) and keep_going
       if step % options.save_every == 0 or not keep_going:
-        trainer.save(step)
+        with stopwatch.measure('saving'):
+          trainer.save(step)
     progress.close()
+  print(f'time {stopwatch.report()}')
   print(f'step {step}: loss {smoothed_loss if smoothed_loss is not None else float("nan"):.6f}, '
         f'checkpoint in {checkpoint_dir}')
 
