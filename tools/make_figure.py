@@ -4,7 +4,7 @@ For one evaluated image it shows the same crop of LR (nearest-neighbour, to see 
 ESPCN and HR side by side, enlarged, each labelled with its whole-image Y-PSNR against HR:
 
   python generate.py --eval_dir=../shared/data/Set5 --scale=3 --channels=y --output_dir=result/set5_y_x3
-  python docs/make_figure.py --result_dir=result/set5_y_x3 --name=butterfly --crop=60,60,96,96 \
+  python tools/make_figure.py --result_dir=result/set5_y_x3 --name=butterfly --crop=60,60,96,96 \
       --output=docs/butterfly_y_x3.png
 """
 import os
@@ -15,7 +15,7 @@ from absl import flags
 from PIL import Image
 from PIL import ImageDraw
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
 import utils  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
