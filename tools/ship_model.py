@@ -82,7 +82,8 @@ def model_card(config, checkpoint_name, runs, validations):
       '',
   ]
   for run in runs:
-    lines += [f'- {run["started"]}, from step {run["start_step"]}:', '', '  ```', f'  {run["command"]}',
+    note = f' ({run["note"]})' if 'note' in run else ''
+    lines += [f'- {run["started"]}, from step {run["start_step"]}{note}:', '', '  ```', f'  {run["command"]}',
               '  ```', '']
   lines += ['Shipped with:', '', '```', f'python tools/ship_model.py --run_dir={FLAGS.run_dir}', '```', '']
   return '\n'.join(lines)
