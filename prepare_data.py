@@ -31,13 +31,18 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   """The command line, defined only when run as a script so that other scripts and tests can import it."""
-  flags.DEFINE_string('images_dir', 'images',
-                      'Folder of training images (.jpg/.jpeg/.png/.bmp); several folders may be '
-                      'comma-separated.')
   flags.DEFINE_string('output', '',
                       'HDF5 file to write. Default: checkpoint/train_data_<channels>_x<scale>.h5')
   utils.define_model_flags()
   flags.adopt_module_key_flags(utils)
+  define_patch_flags()
+
+
+def define_patch_flags():
+  """--images_dir, --patch_size and --stride: what patches are cut from, and how (also train.py's)."""
+  flags.DEFINE_string('images_dir', 'images',
+                      'Folder of training images (.jpg/.jpeg/.png/.bmp); several folders may be '
+                      'comma-separated.')
   flags.DEFINE_integer('patch_size', 17, 'Side of a low-resolution patch, in LR pixels.', lower_bound=1)
   flags.DEFINE_integer('stride', 8, 'Step between neighbouring LR patches, in LR pixels.', lower_bound=1)
 

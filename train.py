@@ -34,13 +34,12 @@ FLAGS = flags.FLAGS
 def define_flags():
   """The command line, defined only when run as a script so that other scripts and tests can import it."""
   flags.DEFINE_string('data', '', 'HDF5 patch file. Default: checkpoint/train_data_<channels>_x<scale>.h5')
-  flags.DEFINE_string('images_dir', 'images', 'Images to prepare --data from when it does not exist yet.')
   flags.DEFINE_string('checkpoint_dir', '',
                       'Where checkpoints go. Default: checkpoint/train_<channels>_x<scale>')
   utils.define_model_flags()
+  prepare_data.define_patch_flags()  # what --data is prepared from when it does not exist yet
   flags.adopt_module_key_flags(utils)
-  flags.DEFINE_integer('patch_size', 17, 'LR patch side, when preparing --data.', lower_bound=1)
-  flags.DEFINE_integer('stride', 8, 'LR patch stride, when preparing --data.', lower_bound=1)
+  flags.adopt_module_key_flags(prepare_data)
   flags.DEFINE_enum('output_activation', 'tanh', espcn.OUTPUT_ACTIVATIONS,
                     "Activation after PS: 'tanh' as the blog, 'none' as the paper.")
   flags.DEFINE_integer('batch_size', 16, 'Patches per training step.', lower_bound=1)
