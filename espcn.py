@@ -200,6 +200,4 @@ class Upscaler:
       return utils.to_uint8(255.0 * sr.mean(axis=2))  # 'y': the one channel; 'rgb': the mean of R, G, B
     if bicubic is None:
       return utils.to_uint8(255.0 * sr)
-    ycbcr = utils.rgb_to_ycbcr(bicubic)
-    ycbcr[..., 0] = 255.0 * sr[..., 0]
-    return utils.to_uint8(utils.ycbcr_to_rgb(ycbcr))
+    return utils.to_uint8(utils.replace_luminance(bicubic, 255.0 * sr[..., 0]))

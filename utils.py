@@ -152,23 +152,20 @@ def check_model_config(config, checkpoint_dir, scale, channels):
 # Colour: ITU-R BT.601 YCbCr as MATLAB's rgb2ycbcr (studio range, Y in [16, 235] for 8-bit input)
 # ---------------------------------------------------------------------------------------------------------
 
-_RGB_TO_YCBCR = np.array([[65.481, 128.553, 24.966],
-                          [-37.797, -74.203, 112.0],
-                          [112.0, -93.786, -18.214]]) / 255.0
-_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0])
-_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0  # Y = 16 + R, G, B (0-255) weighted by these
+_Y_RANGE = _Y_WEIGHTS.sum()  # 219/255: Y moves by this much when R, G and B all move by 1
 
 
-def rgb_to_ycbcr(rgb):
-  """[..., 3] RGB in [0, 255] -> [..., 3] YCbCr (float32), Y in [16, 235], Cb/Cr in [16, 240]."""
-  return (np.asarray(rgb, np.float32) @ _RGB_TO_YCBCR.T.astype(np.float32)
-          + _YCBCR_OFFSET.astype(np.float32))
+def replace_luminance(rgb, luma):
+  """float32 RGB with the chroma (Cb, Cr) of uint8 [H, W, 3] `rgb` and the luminance `luma` [H, W].
 
-
-def ycbcr_to_rgb(ycbcr):
-  """Inverse of rgb_to_ycbcr: [..., 3] YCbCr -> [..., 3] RGB (float32, not clipped)."""
-  return ((np.asarray(ycbcr, np.float32) - _YCBCR_OFFSET.astype(np.float32))
-          @ _YCBCR_TO_RGB.T.astype(np.float32))
+  This is the merge of the paper's y mode (the network's Y, bicubic's Cb and Cr). Adding the same amount
+  to R, G and B leaves Cb and Cr unchanged and moves Y by 219/255 of it, so the merge is one weighted sum
+  and one add instead of a conversion to YCbCr and back.
+  """
+  rgb = rgb.astype(np.float32)
+  current_luma = 16.0 + rgb @ _Y_WEIGHTS.astype(np.float32)
+  return rgb + ((luma - current_luma) / np.float32(_Y_RANGE))[..., None]
 
 
 def luminance(image):
@@ -180,7 +177,7 @@ def luminance(image):
   image = np.asarray(image, np.float64)
   if image.ndim == 2:
     return image
-  return 16.0 + image @ _RGB_TO_YCBCR[0]
+  return 16.0 + image @ _Y_WEIGHTS
 
 
 def to_uint8(values):
