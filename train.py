@@ -57,6 +57,9 @@ def define_flags():
                        'on a 2-core machine: 1 each.', lower_bound=0)
   flags.DEFINE_string('init_from', '', 'A model folder to start from, wherever its weights have the '
                       "same shapes (e.g. another scale's layers 1 and 2). Empty: random initialisation.")
+  flags.DEFINE_integer('loss_border', 0, 'LR pixels on each side of a patch left out of the loss (their '
+                       'outputs see the convolutions\' zero padding; the receptive radius is 4).',
+                       lower_bound=0)
   flags.DEFINE_bool('augment', True, 'Apply a random flip/90-degree rotation to each batch.')
   flags.DEFINE_float('last_layer_lr_scale', 1.0,
                      'Learning rate of the last layer relative to the others (the paper uses 0.1).')
@@ -96,8 +99,13 @@ class TrainingGraph(NamedTuple):
   train_seconds: tf.Variable
 
 
-def build_training_graph(scale, num_channels, output_activation, learning_rate, last_layer_lr_scale):
+def build_training_graph(scale, num_channels, output_activation, learning_rate, last_layer_lr_scale,
+                         loss_border=0):
   """Placeholders for patch batches, the network, its MSE loss and one Adam step.
+
+  With `loss_border` > 0 the loss leaves out that many LR pixels (r times as many HR pixels) on each side
+  of the patch: the outputs there see the zero padding of the 'SAME' convolutions, which whole images only
+  have at their own borders.
 
   The paper trains the last layer (layer3, just before PS) with a smaller learning rate; the hidden layers
   and the last layer therefore get Adam optimizers of their own (identical to one Adam when the scale is 1).
@@ -106,7 +114,9 @@ def build_training_graph(scale, num_channels, output_activation, learning_rate, 
   hr_patches = tf.placeholder(tf.float32, [None, None, None, num_channels],
                               name='hr_patches')  # [N, rp, rp, C]
   sr_patches = espcn.espcn(lr_patches, scale, num_channels, output_activation)  # [N, rp, rp, C]
-  loss = tf.reduce_mean(tf.square(sr_patches - hr_patches))
+  crop = loss_border * scale
+  inside = (slice(None), slice(crop, -crop or None), slice(crop, -crop or None))
+  loss = tf.reduce_mean(tf.square(sr_patches[inside] - hr_patches[inside]))
   global_step = tf.train.get_or_create_global_step()
   rate = tf.Variable(learning_rate, trainable=False, name='learning_rate', dtype=tf.float32)
   last_layer = tf.trainable_variables('layer3-conv3')
@@ -308,7 +318,7 @@ def train(patches, checkpoint_dir, config, options, val_pairs=()):
   tf.set_random_seed(options.seed)
   graph = build_training_graph(config['scale'], utils.CHANNEL_MODES[config['channels']],
                                config['output_activation'], options.learning_rate,
-                               options.last_layer_lr_scale)
+                               options.last_layer_lr_scale, options.loss_border)
   session_config = tf.ConfigProto(intra_op_parallelism_threads=options.threads,
                                   inter_op_parallelism_threads=options.threads)
   with tf.Session(config=session_config) as session:

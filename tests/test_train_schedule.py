@@ -129,3 +129,20 @@ def test_init_from_copies_the_layers_whose_shapes_agree(tmp_path, training_image
   for name in ('layer1-conv1/weights', 'layer2-conv2/bias'):
     np.testing.assert_array_equal(tf.train.load_variable(source, name), tf.train.load_variable(started, name))
   assert tf.train.load_variable(started, 'layer3-conv3/weights').shape[-1] == 9
+
+
+@pytest.mark.parametrize('loss_border', [0, 1])
+def test_loss_border_leaves_the_padded_rim_out_of_the_loss(loss_border):
+  """Changing the HR patch only within r * loss_border pixels of its edge must not change the loss."""
+  with tf.Graph().as_default():
+    graph = train.build_training_graph(SCALE, 1, 'none', 1e-3, 1.0, loss_border)
+    rng = np.random.default_rng(0)
+    lr_batch = rng.uniform(size=(2, 6, 6, 1)).astype(np.float32)
+    hr_batch = rng.uniform(size=(2, 12, 12, 1)).astype(np.float32)
+    hr_changed_rim = hr_batch.copy()
+    hr_changed_rim[:, :SCALE] += 0.5
+    with tf.Session() as session:
+      session.run(tf.global_variables_initializer())
+      losses = [session.run(graph.loss, {graph.lr_patches: lr_batch, graph.hr_patches: hr})
+                for hr in (hr_batch, hr_changed_rim)]
+  assert (losses[0] == losses[1]) == (loss_border > 0)
