@@ -29,7 +29,7 @@ def _import_tensorflow_quietly():
   TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own log again after the import.
   """
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-  # oneDNN kernels: 1.5x faster training on AVX2-only CPUs, where TensorFlow leaves them off by default.
+  # oneDNN kernels: faster convolutions on AVX2-only CPUs, where TensorFlow leaves them off by default.
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
   saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
   os.dup2(devnull, 2)
