@@ -85,7 +85,7 @@ def espcn(lr_images, scale, channels, output_activation='tanh'):
 
 
 RECEPTIVE_RADIUS = 4  # LR pixels that reach one output pixel from each side: 2 (5x5) + 1 (3x3) + 1 (3x3)
-TILE_MARGIN = 8  # LR pixels of context around each tile: two tiles overlap by 16 >= the 9x9 receptive field
+TILE_MARGIN = 2 * RECEPTIVE_RADIUS  # LR context around a tile: tiles overlap by 16 >= the 9x9 receptive field
 DEFAULT_TILE = 512  # LR pixels per tile side: about 250 MiB of activations for rgb, any image size
 
 
