@@ -1,13 +1,13 @@
 """Turns training images into aligned low-/high-resolution patch pairs in one HDF5 file.
 
-For each image (x3, the blog's setting): crop the HR image to a multiple of 3, shrink it with Pillow's
+For each image (x3, the blog's setting; --downscales adds smaller copies of it): crop the HR image to a multiple of 3, shrink it with Pillow's
 bicubic filter to get the LR image, then cut 17x17 LR patches every 8 LR pixels together with the 51x51 HR
 patches they cover. The file holds
 
   input   uint8 [N, patch_size, patch_size, C]                  LR patches
   label   uint8 [N, scale*patch_size, scale*patch_size, C]      HR patches
 
-with attributes scale, patch_size, stride and channels, so that train.py can refuse data made for another
+with attributes scale, patch_size, stride, channels and downscales, so that train.py can refuse data made for another
 setting. Patches are appended image by image (memory stays bounded by one image) to a temporary file that
 is renamed only when complete.
 
@@ -45,6 +45,11 @@ def define_patch_flags():
                       'comma-separated.')
   flags.DEFINE_integer('patch_size', 17, 'Side of a low-resolution patch, in LR pixels.', lower_bound=1)
   flags.DEFINE_integer('stride', 8, 'Step between neighbouring LR patches, in LR pixels.', lower_bound=1)
+  flags.DEFINE_list('downscales', ['1'],
+                    'Scale augmentation: each training image is used at these sizes (factors in (0, 1], '
+                    'comma-separated), shrunk by bicubic before its LR/HR pair is made. "1" uses the images '
+                    'as they are (the blog); "1,0.9,0.8,0.7,0.6" adds four smaller copies (FSRCNN\'s '
+                    'augmentation), 3.3 times the patches.')
 
 
 CHUNK_PATCHES = 128  # HDF5 chunk length: big enough for fast reads, small enough to read a few at random
@@ -54,9 +59,25 @@ def default_data_path(channels, scale):
   return os.path.join('checkpoint', f'train_data_{channels}_x{scale}.h5')
 
 
-def data_attributes(scale, channels, patch_size, stride):
+def parse_downscales(factors):
+  """The --downscales list as floats in (0, 1], or an InputError naming the bad entry."""
+  try:
+    values = [float(factor) for factor in factors]
+  except ValueError:
+    values = []
+  if not values or not all(0 < value <= 1 for value in values):
+    raise utils.InputError(f'--downscales={",".join(factors)}: give factors in (0, 1], e.g. 1,0.9,0.8')
+  return values
+
+
+def data_attributes(scale, channels, patch_size, stride, downscales=(1.0,)):
   """The attributes that identify what a data file was made for (checked by train.py)."""
-  return {'scale': scale, 'channels': channels, 'patch_size': patch_size, 'stride': stride}
+  return {'scale': scale, 'channels': channels, 'patch_size': patch_size, 'stride': stride,
+          'downscales': ','.join(f'{factor:g}' for factor in downscales)}
+
+
+# Files written before an attribute existed were made with its default.
+ATTRIBUTE_DEFAULTS = {'downscales': '1'}
 
 
 def _create_dataset(data_file, name, side, num_channels):
@@ -75,18 +96,29 @@ class TooSmallError(utils.InputError):
   """An image that gives no LR patch: skipped and counted apart from unreadable files."""
 
 
-def _patches_of(path, scale, channels, patch_size, stride):
-  """The LR and HR patches of one image file; an InputError says why the file gives none."""
-  lr_image, hr_image = utils.make_lr_hr(utils.load_image(path), scale)
-  if min(lr_image.size) < patch_size:
+def _patches_of(path, scale, channels, patch_size, stride, downscales):
+  """The LR and HR patches of one image file at each of its `downscales` sizes.
+
+  A copy too small for one patch gives none; an InputError says why the whole file gives none.
+  """
+  image = utils.load_image(path)
+  pairs = []
+  for factor in downscales:
+    shrunk = utils.shrink(image, factor)
+    lr_image, hr_image = utils.make_lr_hr(shrunk, scale)
+    if min(lr_image.size) >= patch_size:
+      pairs.append(utils.extract_patch_pairs(utils.network_channels(lr_image, channels),
+                                             utils.network_channels(hr_image, channels),
+                                             patch_size, stride, scale))
+  if not pairs:
     raise TooSmallError(
-        f'{path}: image is smaller than one patch ({hr_image.width}x{hr_image.height} HR pixels give '
-        f'{lr_image.width}x{lr_image.height} LR pixels at x{scale}, patch is {patch_size}x{patch_size})')
-  return utils.extract_patch_pairs(utils.network_channels(lr_image, channels),
-                                   utils.network_channels(hr_image, channels), patch_size, stride, scale)
+        f'{path}: image is smaller than one patch ({image.width}x{image.height} HR pixels give '
+        f'{image.width // scale}x{image.height // scale} LR pixels at x{scale}, patch is '
+        f'{patch_size}x{patch_size})')
+  return np.concatenate([lr for lr, _ in pairs]), np.concatenate([hr for _, hr in pairs])
 
 
-def prepare(images_dir, output, scale, channels, patch_size, stride):
+def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=(1.0,)):
   """Writes the patch file and returns its one-line summary."""
   started = time.time()
   paths = utils.list_images(images_dir)
@@ -97,10 +129,10 @@ def prepare(images_dir, output, scale, channels, patch_size, stride):
     with h5py.File(temporary, 'w') as data_file:
       lr_dataset = _create_dataset(data_file, 'input', patch_size, num_channels)
       hr_dataset = _create_dataset(data_file, 'label', patch_size * scale, num_channels)
-      data_file.attrs.update(data_attributes(scale, channels, patch_size, stride))
+      data_file.attrs.update(data_attributes(scale, channels, patch_size, stride, downscales))
       for path in tqdm(paths, desc='images', unit='image', leave=False):
         try:
-          lr_patches, hr_patches = _patches_of(path, scale, channels, patch_size, stride)
+          lr_patches, hr_patches = _patches_of(path, scale, channels, patch_size, stride, downscales)
         except utils.InputError as error:
           tqdm.write(f'skipped: {error}', file=sys.stderr)
           skipped.append('too small' if isinstance(error, TooSmallError) else 'unreadable')
@@ -196,7 +228,8 @@ def open_patches(path, expected_attributes, max_bytes):
   """
   try:
     data_file = h5py.File(path, 'r')
-    attributes = {key: data_file.attrs[key] for key in expected_attributes if key in data_file.attrs}
+    attributes = {key: data_file.attrs.get(key, ATTRIBUTE_DEFAULTS.get(key)) for key in expected_attributes}
+    attributes = {key: value for key, value in attributes.items() if value is not None}
     attributes = {key: value.item() if hasattr(value, 'item') else value for key, value in attributes.items()}
     if attributes != expected_attributes:
       found = ' '.join(f'--{key}={value}' for key, value in sorted(attributes.items()))
@@ -216,7 +249,8 @@ def open_patches(path, expected_attributes, max_bytes):
 def main(argv):
   del argv  # Unused: everything comes from flags.
   output = FLAGS.output or default_data_path(FLAGS.channels, FLAGS.scale)
-  print(prepare(FLAGS.images_dir, output, FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride))
+  print(prepare(FLAGS.images_dir, output, FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride,
+                parse_downscales(FLAGS.downscales)))
 
 
 if __name__ == '__main__':

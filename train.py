@@ -78,6 +78,7 @@ CHECKPOINT_PREFIX = 'espcn.ckpt'
 BEST_DIR = 'best'  # the checkpoint with the best validation PSNR, a model folder of its own
 VALIDATION_LOG = 'validation.jsonl'
 RUN_LOG = 'runs.jsonl'
+STARTING_POINT = 'STARTING_POINT.md'  # written by --init_from: where the weights started
 
 
 def default_checkpoint_dir(channels, scale):
@@ -248,6 +249,23 @@ class Trainer:
                 if shapes.get(variable.op.name) == variable.shape.as_list()]
     tf.train.Saver(matching).restore(self.session, checkpoint)
     tqdm.write(f'initialised {", ".join(variable.op.name for variable in matching)} from {checkpoint}')
+    self.record_starting_point(model_dir, checkpoint, matching)
+
+  def record_starting_point(self, model_dir, checkpoint, variables):
+    """Writes STARTING_POINT.md: which weights were copied, and the card of the model they came from.
+
+    The card is copied now because the shipped model it describes may later be replaced by a better one.
+    """
+    lines = [f'Initialised from `{checkpoint}` (`--init_from={model_dir}`): '
+             f'{", ".join(f"`{variable.op.name}`" for variable in variables)}.', '']
+    card = os.path.join(model_dir, utils.MODEL_CARD_FILE)
+    if os.path.exists(card):
+      with open(card) as stream:
+        lines += ['Its model card at the time:', '', stream.read()]
+    else:
+      lines += [f'`{model_dir}` had no model card; its own logs (runs.jsonl) tell how it was trained.']
+    with open(os.path.join(self.checkpoint_dir, STARTING_POINT), 'w') as stream:
+      stream.write('\n'.join(lines))
 
   def save(self, step):
     self.graph.train_seconds.load(self.seconds_before + time.time() - self.segment_started, self.session)
@@ -364,10 +382,12 @@ def main(argv):
   del argv  # Unused: everything comes from flags.
   data_path = FLAGS.data or prepare_data.default_data_path(FLAGS.channels, FLAGS.scale)
   checkpoint_dir = FLAGS.checkpoint_dir or default_checkpoint_dir(FLAGS.channels, FLAGS.scale)
-  expected = prepare_data.data_attributes(FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride)
+  settings = (FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride,
+              prepare_data.parse_downscales(FLAGS.downscales))
   if not os.path.exists(data_path):
     print(f'{data_path} does not exist yet: preparing it from {FLAGS.images_dir}')
-    print(prepare_data.prepare(FLAGS.images_dir, data_path, **expected))
+    print(prepare_data.prepare(FLAGS.images_dir, data_path, *settings))
+  expected = prepare_data.data_attributes(*settings)
   patches = prepare_data.open_patches(data_path, expected, int(FLAGS.max_memory * 2**20))
   config = {'scale': FLAGS.scale, 'channels': FLAGS.channels,
             'output_activation': FLAGS.output_activation}

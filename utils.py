@@ -208,6 +208,14 @@ def bicubic_resize(image, size):
   return image.resize(size, Image.BICUBIC)
 
 
+def shrink(image, factor):
+  """The image shrunk by `factor` (<= 1) with bicubic, as plain L or RGB (see make_lr_hr); 1 keeps it."""
+  if factor == 1:
+    return image
+  image = image.convert('L' if image.mode in ('1', 'L', 'LA') else 'RGB')
+  return bicubic_resize(image, (max(1, round(image.width * factor)), max(1, round(image.height * factor))))
+
+
 def make_lr_hr(image, scale):
   """The (LR, HR) pair of the evaluation protocol: HR cropped to a multiple of r, LR = bicubic downscale.
 

@@ -42,7 +42,8 @@ def test_patch_file_holds_uint8_patches_of_the_right_shape_and_its_settings(
   assert lr_patches.dtype == np.uint8 and hr_patches.dtype == np.uint8
   assert lr_patches.shape == (expected_count, PATCH_SIZE, PATCH_SIZE, num_channels)
   assert hr_patches.shape == (expected_count, SCALE * PATCH_SIZE, SCALE * PATCH_SIZE, num_channels)
-  assert attributes == {'scale': SCALE, 'patch_size': PATCH_SIZE, 'stride': STRIDE, 'channels': channels}
+  assert attributes == {'scale': SCALE, 'patch_size': PATCH_SIZE, 'stride': STRIDE, 'channels': channels,
+                        'downscales': '1'}
   assert isinstance(attributes['channels'], str)
   assert summary.startswith(f'{output}: 2 images used, 0 skipped, {expected_count} patches')
 
@@ -80,7 +81,7 @@ def test_rerun_replaces_the_file_completely_and_leaves_no_temporary_file(tmp_pat
   expected_count = patch_count(40, 40, 2, PATCH_SIZE, 3)
   assert lr_patches.shape == (expected_count, PATCH_SIZE, PATCH_SIZE, 1)
   assert hr_patches.shape == (expected_count, 2 * PATCH_SIZE, 2 * PATCH_SIZE, 1)
-  assert attributes == {'scale': 2, 'patch_size': PATCH_SIZE, 'stride': 3, 'channels': 'y'}
+  assert attributes == {'scale': 2, 'patch_size': PATCH_SIZE, 'stride': 3, 'channels': 'y', 'downscales': '1'}
   assert sorted(path.name for path in output.parent.iterdir()) == ['patches.h5']
 
 
@@ -106,3 +107,45 @@ def test_an_image_gives_the_same_patches_whatever_mode_it_is_stored_in(tmp_path,
   rgb_lr, rgb_hr, _ = read(tmp_path / 'rgb.h5')
   np.testing.assert_array_equal(stored_hr, rgb_hr)
   np.testing.assert_array_equal(stored_lr, rgb_lr)
+
+
+def test_downscales_add_the_patches_of_each_shrunk_copy_after_those_of_the_image(tmp_path, images_dir,
+                                                                                 patch_count):
+  """Scale augmentation: each factor adds the patches of the image shrunk by bicubic first; a copy too
+  small for one patch adds none, without skipping the image."""
+  output = tmp_path / 'patches.h5'
+  downscales = (1.0, 0.5, 0.2)  # at 0.2 both images are under one 5x5 LR patch at x3
+  summary = prepare_data.prepare(str(images_dir), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE, downscales)
+  lr_patches, hr_patches, attributes = read(output)
+  assert attributes['downscales'] == '1,0.5,0.2'
+  full_count = patch_count(*IMAGE_SIZES['a.png'], SCALE, PATCH_SIZE, STRIDE)
+  half_count = patch_count(25, 20, SCALE, PATCH_SIZE, STRIDE)  # 50x41 shrunk by 0.5, rounded
+  half_image = utils.shrink(utils.load_image(str(images_dir / 'a.png')), 0.5)
+  assert half_image.size == (25, 20)
+  lr_image, hr_image = utils.make_lr_hr(half_image, SCALE)
+  np.testing.assert_array_equal(lr_patches[full_count], np.asarray(lr_image)[:PATCH_SIZE, :PATCH_SIZE])
+  np.testing.assert_array_equal(hr_patches[full_count],
+                                np.asarray(hr_image)[:SCALE * PATCH_SIZE, :SCALE * PATCH_SIZE])
+  expected_count = sum(patch_count(round(width * factor), round(height * factor), SCALE, PATCH_SIZE, STRIDE)
+                       for width, height in IMAGE_SIZES.values() for factor in downscales)
+  assert expected_count > 15 + half_count and len(lr_patches) == expected_count
+  assert summary.startswith(f'{output}: 2 images used, 0 skipped, {expected_count} patches')
+
+
+def test_a_file_from_before_downscales_existed_counts_as_downscales_1(tmp_path, images_dir):
+  """Patch files written before the attribute was added were made from the images as they are."""
+  output = tmp_path / 'patches.h5'
+  prepare_data.prepare(str(images_dir), str(output), SCALE, 'y', PATCH_SIZE, STRIDE)
+  with h5py.File(output, 'a') as data_file:
+    del data_file.attrs['downscales']
+  plain = prepare_data.data_attributes(SCALE, 'y', PATCH_SIZE, STRIDE)
+  assert len(prepare_data.open_patches(str(output), plain, 2**30)) == 15
+  augmented = prepare_data.data_attributes(SCALE, 'y', PATCH_SIZE, STRIDE, (1.0, 0.8))
+  with pytest.raises(utils.InputError, match='--downscales=1 .*--downscales=1,0.8'):
+    prepare_data.open_patches(str(output), augmented, 2**30)
+
+
+@pytest.mark.parametrize('factors', [['0'], ['1.5'], ['x'], ['1', '-0.5']])
+def test_downscales_outside_0_to_1_are_refused_with_the_flag_in_the_message(factors):
+  with pytest.raises(utils.InputError, match='--downscales='):
+    prepare_data.parse_downscales(factors)

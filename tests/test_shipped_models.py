@@ -14,7 +14,7 @@ import espcn
 import generate
 import utils
 
-SHIPPED_MODELS = [('y', 3)]  # every model in checkpoint/espcn_*; issue 3 adds y x2, y x4 and rgb x3
+SHIPPED_MODELS = [('y', 3), ('rgb', 3)]  # every model in checkpoint/espcn_*; issue 3 adds y x2 and y x4
 
 
 @pytest.mark.parametrize('channels,scale', SHIPPED_MODELS)

@@ -7,13 +7,14 @@ import pytest
 import prepare_data
 import train
 
-ATTRIBUTES = prepare_data.data_attributes(scale=2, channels='y', patch_size=4, stride=2)
+SETTINGS = {'scale': 2, 'channels': 'y', 'patch_size': 4, 'stride': 2}
+ATTRIBUTES = prepare_data.data_attributes(**SETTINGS)
 
 
 @pytest.fixture(scope='module')
 def patch_file(tmp_path_factory, training_images):
   path = tmp_path_factory.mktemp('streaming') / 'patches.h5'
-  prepare_data.prepare(str(training_images), str(path), **ATTRIBUTES)
+  prepare_data.prepare(str(training_images), str(path), **SETTINGS)
   return path
 
 

@@ -146,3 +146,29 @@ def test_loss_border_leaves_the_padded_rim_out_of_the_loss(loss_border):
       losses = [session.run(graph.loss, {graph.lr_patches: lr_batch, graph.hr_patches: hr})
                 for hr in (hr_batch, hr_changed_rim)]
   assert (losses[0] == losses[1]) == (loss_border > 0)
+
+
+def test_a_shipped_model_card_carries_the_card_of_the_model_it_started_from(
+    tmp_path, scheduled_run, validation_images, training_images, train_in_process, run_script):
+  """ship_model.py writes the card from the run's logs; a run started with --init_from keeps (in
+  STARTING_POINT.md) the card of its starting model as it was then, and its own card nests it."""
+  checkpoint_dir, args = scheduled_run
+  first_model = tmp_path / 'first_model'
+  shipped = run_script('tools/ship_model.py', f'--run_dir={checkpoint_dir}', f'--to={first_model}')
+  assert shipped.returncode == 0, shipped.stderr
+  first_card = (first_model / 'MODEL.md').read_text()
+  assert first_card.startswith(f'# ESPCN, y x{SCALE}') and f'--checkpoint_dir={checkpoint_dir}' in first_card
+  assert 'Starting point' not in first_card
+  second_run = tmp_path / 'second_run'
+  train_in_process(f'--data={tmp_path / "x3.h5"}', f'--images_dir={training_images}', '--scale=3',
+                   '--channels=y', '--patch_size=6', '--stride=4', f'--checkpoint_dir={second_run}',
+                   '--steps=10', f'--val_dir={validation_images}', '--val_every=5', f'--init_from={first_model}')
+  starting_point = (second_run / 'STARTING_POINT.md').read_text()
+  assert f'`--init_from={first_model}`' in starting_point and '`layer3-conv3/weights`' not in starting_point
+  (first_model / 'MODEL.md').write_text('# replaced by a later model\n')  # the card must already be copied
+  second_model = tmp_path / 'second_model'
+  assert run_script('tools/ship_model.py', f'--run_dir={second_run}', f'--to={second_model}').returncode == 0
+  second_card = (second_model / 'MODEL.md').read_text()
+  own_card, nested = second_card.split('## Starting point')
+  assert own_card.startswith('# ESPCN, y x3') and f'--checkpoint_dir={second_run}' in own_card
+  assert f'### ESPCN, y x{SCALE}' in nested and f'--checkpoint_dir={checkpoint_dir}' in nested

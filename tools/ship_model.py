@@ -3,7 +3,8 @@
 The card (MODEL.md) is written from the run's own logs, not by hand: every command that trained it
 (runs.jsonl, one line per start or resume), the machine, the seed, the data, the validation images, the
 learning rate as it decayed, the step and wall time of the chosen weights and their validation PSNR
-(validation.jsonl). The logs are shipped next to it.
+(validation.jsonl), and for a run started with --init_from the card of the model it started from
+(STARTING_POINT.md). The logs are shipped next to it.
 
   python tools/ship_model.py --run_dir=checkpoint/train_y_x3
 """
@@ -45,7 +46,7 @@ def flag_value(command, name, default):
   return default
 
 
-def model_card(config, checkpoint_name, runs, validations):
+def model_card(config, checkpoint_name, runs, validations, starting_point=''):
   """MODEL.md: what the model is, which weights were chosen, and how exactly they were trained."""
   best_step = int(checkpoint_name.split('-')[-1])
   chosen = next(record for record in validations if record['step'] == best_step)
@@ -86,7 +87,23 @@ def model_card(config, checkpoint_name, runs, validations):
     lines += [f'- {run["started"]}, from step {run["start_step"]}{note}:', '', '  ```', f'  {run["command"]}',
               '  ```', '']
   lines += ['Shipped with:', '', '```', f'python tools/ship_model.py --run_dir={FLAGS.run_dir}', '```', '']
+  if starting_point:
+    lines += ['## Starting point', '', demote_headings(starting_point), '']
   return '\n'.join(lines)
+
+
+def demote_headings(markdown):
+  """Nests a card inside this one: '# Title' becomes '### Title'."""
+  return '\n'.join('##' + line if line.startswith('#') else line for line in markdown.splitlines())
+
+
+def read_starting_point(run_dir):
+  """The run's STARTING_POINT.md (written by train.py --init_from), or '' for a run from scratch."""
+  path = os.path.join(run_dir, train.STARTING_POINT)
+  if not os.path.exists(path):
+    return ''
+  with open(path) as stream:
+    return stream.read()
 
 
 @utils.exit_on_input_error
@@ -110,7 +127,8 @@ def main(argv):
   for log in (utils.MODEL_CONFIG_FILE, train.RUN_LOG, train.VALIDATION_LOG):
     shutil.copy(os.path.join(FLAGS.run_dir, log), destination)
   card = model_card(config, checkpoint_name, read_json_lines(os.path.join(FLAGS.run_dir, train.RUN_LOG)),
-                    read_json_lines(os.path.join(FLAGS.run_dir, train.VALIDATION_LOG)))
+                    read_json_lines(os.path.join(FLAGS.run_dir, train.VALIDATION_LOG)),
+                    read_starting_point(FLAGS.run_dir))
   with open(os.path.join(destination, utils.MODEL_CARD_FILE), 'w') as stream:
     stream.write(card)
   print(f'{checkpoint} -> {destination}')

@@ -1,0 +1,81 @@
+"""Evaluates every shipped model on Set5 and Set14 and prints README's results table (markdown).
+
+Each cell is what `generate.py --eval_dir=<data_dir>/<set> --scale=<r> --channels=<mode>` reports for the
+shipped model (mean Y-PSNR in dB, border r), and the bicubic row comes from the same runs:
+
+  python tools/results_table.py --data_dir=../shared/data --json=result/tables.json
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import espcn  # pylint: disable=wrong-import-position
+import generate  # pylint: disable=wrong-import-position
+import utils  # pylint: disable=wrong-import-position
+
+FLAGS = flags.FLAGS
+EVAL_SETS = ('Set5', 'Set14')
+MODELS = (('y', 2), ('y', 3), ('rgb', 3), ('y', 4))  # (channels, scale), in the table's order
+
+
+def define_flags():
+  flags.DEFINE_string('data_dir', '../shared/data', 'Folder holding the Set5 and Set14 folders.')
+  flags.DEFINE_string('output_dir', 'result/tables', 'Where the evaluated images are saved, one folder per '
+                      'model and set.')
+  flags.DEFINE_string('json', '', 'Also write every score to this JSON file.')
+
+
+def evaluate_shipped_models(data_dir, output_dir):
+  """{(channels, scale): {set name: generate.evaluate report}} for each shipped model that exists."""
+  reports = {}
+  for channels, scale in MODELS:
+    checkpoint_dir = generate.shipped_checkpoint_dir(channels, scale)
+    if not os.path.isdir(checkpoint_dir):
+      print(f'{checkpoint_dir}: not shipped yet, left out', file=sys.stderr)
+      continue
+    upscaler = espcn.Upscaler.from_checkpoint(checkpoint_dir, scale, channels)
+    reports[channels, scale] = {}
+    for eval_set in EVAL_SETS:
+      images_dir = os.path.join(output_dir, f'{eval_set.lower()}_{channels}_x{scale}')
+      utils.ensure_writable_dir(images_dir)
+      reports[channels, scale][eval_set] = generate.evaluate(upscaler, os.path.join(data_dir, eval_set),
+                                                             images_dir)
+  return reports
+
+
+def format_results(reports):
+  """Markdown: one row per model, with its scale's bicubic row (from the same runs) above it."""
+  lines = ['| model | scale | ' + ' | '.join(f'{name} PSNR / SSIM' for name in EVAL_SETS) + ' |',
+           '|---|---|' + '---|' * len(EVAL_SETS)]
+  bicubic_done = set()
+  for (channels, scale), by_set in reports.items():
+    if scale not in bicubic_done:
+      bicubic_done.add(scale)
+      cells = [f'{report["mean"]["bicubic_psnr_y"]:.2f} / {report["mean"]["bicubic_ssim_y"]:.4f}'
+               for report in by_set.values()]
+      lines.append(f'| bicubic | x{scale} | ' + ' | '.join(cells) + ' |')
+    cells = [f'**{report["mean"]["psnr_y"]:.2f}** / {report["mean"]["ssim_y"]:.4f}' for report in by_set.values()]
+    lines.append(f'| ESPCN `{channels}` (`checkpoint/espcn_{channels}_x{scale}`) | x{scale} | '
+                 + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+@utils.exit_on_input_error
+def main(argv):
+  del argv  # Unused: everything comes from flags.
+  for eval_set in EVAL_SETS:
+    if not os.path.isdir(os.path.join(FLAGS.data_dir, eval_set)):
+      raise utils.InputError(f'{os.path.join(FLAGS.data_dir, eval_set)}: no such folder (--data_dir)')
+  reports = evaluate_shipped_models(FLAGS.data_dir, FLAGS.output_dir)
+  print(format_results(reports))
+  if FLAGS.json:
+    utils.write_json({f'{channels}_x{scale}': {name: report['mean'] for name, report in by_set.items()}
+                      for (channels, scale), by_set in reports.items()}, FLAGS.json)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
