@@ -295,7 +295,7 @@ class Trainer:
     utils.append_json_line(record, os.path.join(self.checkpoint_dir, VALIDATION_LOG))
     tqdm.write(f'step {step}: validation PSNR {val_psnr:.3f} dB (best {best_psnr:.3f} at step {best_step}), '
                f'learning rate {rate:.2g}')
-    return rate >= options.min_learning_rate
+    return not below_minimum(rate, options.min_learning_rate)
 
   def save_best(self, step):
     best_dir = os.path.join(self.checkpoint_dir, BEST_DIR)
@@ -303,6 +303,12 @@ class Trainer:
     self.best_saver.save(self.session, os.path.join(best_dir, CHECKPOINT_PREFIX), global_step=step)
     for log in (utils.MODEL_CONFIG_FILE, RUN_LOG):
       shutil.copy(os.path.join(self.checkpoint_dir, log), best_dir)
+
+
+def below_minimum(rate, min_rate):
+  """Whether `rate` is under --min_learning_rate, up to float32 rounding: the rate is a float32 variable,
+  and 1e-4 decayed by 0.1 there is 9.9999997e-06, which must count as 1e-5."""
+  return rate < min_rate * (1 - 1e-5)
 
 
 class Stopwatch:
@@ -347,7 +353,7 @@ def train(patches, checkpoint_dir, config, options, val_pairs=()):
     print(f'{len(patches)} patches ({type(patches).__name__}), {steps_per_epoch} steps per epoch; '
           f'{"resuming " + latest if latest else "starting"} at step {step} of {total_steps}')
     progress = tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True)
-    stopped_early = session.run(graph.learning_rate) < options.min_learning_rate
+    stopped_early = below_minimum(session.run(graph.learning_rate).item(), options.min_learning_rate)
     smoothed_loss, keep_going = None, step < total_steps and not stopped_early
     first_step, stopwatch = step, Stopwatch()
     training_batches = batches(patches, options.batch_size, options.seed, step, options.augment)

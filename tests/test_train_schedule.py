@@ -62,6 +62,12 @@ def scheduled_run(tmp_path_factory, training_images, validation_images, train_in
   return folder / 'checkpoint', args
 
 
+def test_a_decay_that_lands_on_the_minimum_rate_up_to_float32_rounding_keeps_training():
+  rate = np.float32(1e-4).item() * 0.1  # what the float32 variable gives back, decayed
+  assert rate < 1e-5 and not train.below_minimum(np.float32(rate).item(), 1e-5)
+  assert train.below_minimum(np.float32(1e-5 * 0.1).item(), 1e-5)
+
+
 def read_json_lines(path):
   return [json.loads(line) for line in path.read_text().splitlines()]
 
