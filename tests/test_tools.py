@@ -1,0 +1,53 @@
+"""The README's helpers: the results table is what generate.py --eval_dir reports for each shipped model, and
+the comparison figure shows the four versions of one evaluated image."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import smooth_rgb
+
+
+@pytest.fixture(scope='module')
+def eval_sets(tmp_path_factory):
+  """Tiny stand-ins for ../shared/data/Set5 and Set14 (the tests never read the shared data)."""
+  data_dir = tmp_path_factory.mktemp('data')
+  for name, count in (('Set5', 2), ('Set14', 1)):
+    (data_dir / name).mkdir()
+    for index in range(count):
+      Image.fromarray(smooth_rgb(60, 72, seed=20 + index)).save(data_dir / name / f'image{index}.png')
+  return data_dir
+
+
+def test_results_table_holds_the_scores_of_generate_eval_dir_for_each_shipped_model(
+    tmp_path, eval_sets, run_script):
+  tables_json = tmp_path / 'tables.json'
+  table = run_script('tools/results_table.py', f'--data_dir={eval_sets}', f'--output_dir={tmp_path / "images"}',
+                     f'--json={tables_json}')
+  assert table.returncode == 0, table.stderr
+  scores = json.loads(tables_json.read_text())
+  evaluated = run_script('generate.py', f'--eval_dir={eval_sets / "Set14"}', '--scale=3', '--channels=y',
+                         f'--output_dir={tmp_path / "generate"}', f'--json={tmp_path / "set14.json"}')
+  assert evaluated.returncode == 0, evaluated.stderr
+  assert scores['y_x3']['Set14'] == json.loads((tmp_path / 'set14.json').read_text())['mean']
+  rows = [line for line in table.stdout.splitlines() if line.startswith('| ')][1:]
+  x3_rows = [row for row in rows if '| x3 |' in row]
+  assert x3_rows[0].startswith('| bicubic | x3 |') and len(x3_rows) == 1 + sum('_x3' in key for key in scores)
+  set14 = scores['y_x3']['Set14']
+  assert f'**{set14["psnr_y"]:.2f}** / {set14["ssim_y"]:.4f} |' in next(row for row in rows if 'espcn_y_x3' in row)
+
+
+def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_sets, run_script):
+  result_dir = tmp_path / 'result'
+  assert run_script('generate.py', f'--eval_dir={eval_sets / "Set5"}', '--scale=3', '--channels=y',
+                    f'--output_dir={result_dir}').returncode == 0
+  figure_path = tmp_path / 'figure.png'
+  drawn = run_script('tools/make_figure.py', f'--result_dir={result_dir}', '--name=image0', '--crop=6,6,30,24',
+                     '--zoom=2', f'--output={figure_path}')
+  assert drawn.returncode == 0, drawn.stderr
+  with Image.open(figure_path) as figure:
+    assert figure.size == (4 * 30 * 2 + 3 * 4, 24 * 2 + 18)  # four panels with gaps, and a label strip
+    hr_crop = Image.open(result_dir / 'image0_hr.png').crop((6, 6, 36, 30)).resize((60, 48), Image.NEAREST)
+    hr_panel = figure.crop((3 * (60 + 4), 0, 3 * (60 + 4) + 60, 48))
+    np.testing.assert_array_equal(np.asarray(hr_panel.convert('RGB')), np.asarray(hr_crop.convert('RGB')))
