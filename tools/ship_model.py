@@ -88,7 +88,11 @@ def model_card(config, checkpoint_name, runs, validations, starting_point=''):
               '  ```', '']
   lines += ['Shipped with:', '', '```', f'python tools/ship_model.py --run_dir={FLAGS.run_dir}', '```', '']
   if starting_point:
-    lines += ['## Starting point', '', demote_headings(starting_point), '']
+    lines += ['## Starting point', '',
+              'This run continued from the model below. To train it from scratch, first train that model',
+              'with its own commands, then run the commands above with `--init_from` set to its folder.',
+              'The training time of this model is its own plus that of the starting point.', '',
+              demote_headings(starting_point), '']
   return '\n'.join(lines)
 
 
