@@ -1,11 +1,13 @@
-"""The README's helpers: the results table is what generate.py --eval_dir reports for each shipped model, and
-the comparison figure shows the four versions of one evaluated image."""
+"""The README's helpers: the results table is what generate.py --eval_dir reports for each shipped model, the
+comparison figure shows the four versions of one evaluated image, and the streaming benchmark compares the
+two patch readers."""
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import prepare_data
 from conftest import smooth_rgb
 
 
@@ -51,3 +53,18 @@ def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_
     hr_crop = Image.open(result_dir / 'image0_hr.png').crop((6, 6, 36, 30)).resize((60, 48), Image.NEAREST)
     hr_panel = figure.crop((3 * (60 + 4), 0, 3 * (60 + 4) + 60, 48))
     np.testing.assert_array_equal(np.asarray(hr_panel.convert('RGB')), np.asarray(hr_crop.convert('RGB')))
+
+
+def test_streaming_benchmark_trains_from_both_readers_and_refuses_a_budget_that_holds_the_file(
+    tmp_path, training_images, run_script, assert_input_error):
+  patch_file = tmp_path / 'patches.h5'
+  prepare_data.prepare(str(training_images), str(patch_file), 2, 'y', 4, 2)
+  report_path = tmp_path / 'report.json'
+  measured = run_script('tools/benchmark_streaming.py', f'--data={patch_file}', '--max_memory=0.02',
+                        '--steps=5', '--rounds=2', f'--json={report_path}')
+  assert measured.returncode == 0, measured.stderr
+  report = json.loads(report_path.read_text())
+  assert report['streamed_to_in_memory'] == pytest.approx(
+      report['streamed_patches_per_s'] / report['in_memory_patches_per_s'])
+  assert_input_error(run_script('tools/benchmark_streaming.py', f'--data={patch_file}', '--max_memory=100'),
+                     patch_file.name)
