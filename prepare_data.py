@@ -1,15 +1,15 @@
 """Turns training images into aligned low-/high-resolution patch pairs in one HDF5 file.
 
-For each image (x3, the blog's setting; --downscales adds smaller copies of it): crop the HR image to a multiple of 3, shrink it with Pillow's
+For each image (x3, the blog's setting): crop the HR image to a multiple of 3, shrink it with Pillow's
 bicubic filter to get the LR image, then cut 17x17 LR patches every 8 LR pixels together with the 51x51 HR
-patches they cover. The file holds
+patches they cover (--downscales does the same for smaller copies of the image). The file holds
 
   input   uint8 [N, patch_size, patch_size, C]                  LR patches
   label   uint8 [N, scale*patch_size, scale*patch_size, C]      HR patches
 
-with attributes scale, patch_size, stride, channels and downscales, so that train.py can refuse data made for another
-setting. Patches are appended image by image (memory stays bounded by one image) to a temporary file that
-is renamed only when complete.
+with attributes scale, patch_size, stride, channels and downscales, so that train.py can refuse data made
+for another setting. Patches are appended image by image (memory stays bounded by one image) to a
+temporary file that is renamed only when complete.
 
   python prepare_data.py --images_dir=../shared/data/T91 --scale=3 --channels=rgb
 """

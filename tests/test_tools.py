@@ -25,7 +25,8 @@ def eval_sets(tmp_path_factory):
 def test_results_table_holds_the_scores_of_generate_eval_dir_for_each_shipped_model(
     tmp_path, eval_sets, run_script):
   tables_json = tmp_path / 'tables.json'
-  table = run_script('tools/results_table.py', f'--data_dir={eval_sets}', f'--output_dir={tmp_path / "images"}',
+  table = run_script('tools/results_table.py', f'--data_dir={eval_sets}',
+                     f'--output_dir={tmp_path / "images"}',
                      f'--json={tables_json}')
   assert table.returncode == 0, table.stderr
   scores = json.loads(tables_json.read_text())
@@ -37,7 +38,8 @@ def test_results_table_holds_the_scores_of_generate_eval_dir_for_each_shipped_mo
   x3_rows = [row for row in rows if '| x3 |' in row]
   assert x3_rows[0].startswith('| bicubic | x3 |') and len(x3_rows) == 1 + sum('_x3' in key for key in scores)
   set14 = scores['y_x3']['Set14']
-  assert f'**{set14["psnr_y"]:.2f}** / {set14["ssim_y"]:.4f} |' in next(row for row in rows if 'espcn_y_x3' in row)
+  y_x3_row = next(row for row in rows if 'espcn_y_x3' in row)
+  assert f'**{set14["psnr_y"]:.2f}** / {set14["ssim_y"]:.4f} |' in y_x3_row
 
 
 def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_sets, run_script):
@@ -45,8 +47,8 @@ def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_
   assert run_script('generate.py', f'--eval_dir={eval_sets / "Set5"}', '--scale=3', '--channels=y',
                     f'--output_dir={result_dir}').returncode == 0
   figure_path = tmp_path / 'figure.png'
-  drawn = run_script('tools/make_figure.py', f'--result_dir={result_dir}', '--name=image0', '--crop=6,6,30,24',
-                     '--zoom=2', f'--output={figure_path}')
+  drawn = run_script('tools/make_figure.py', f'--result_dir={result_dir}', '--name=image0',
+                     '--crop=6,6,30,24', '--zoom=2', f'--output={figure_path}')
   assert drawn.returncode == 0, drawn.stderr
   with Image.open(figure_path) as figure:
     assert figure.size == (4 * 30 * 2 + 3 * 4, 24 * 2 + 18)  # four panels with gaps, and a label strip

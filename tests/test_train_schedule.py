@@ -168,7 +168,8 @@ def test_a_shipped_model_card_carries_the_card_of_the_model_it_started_from(
   second_run = tmp_path / 'second_run'
   train_in_process(f'--data={tmp_path / "x3.h5"}', f'--images_dir={training_images}', '--scale=3',
                    '--channels=y', '--patch_size=6', '--stride=4', f'--checkpoint_dir={second_run}',
-                   '--steps=10', f'--val_dir={validation_images}', '--val_every=5', f'--init_from={first_model}')
+                   '--steps=10', f'--val_dir={validation_images}', '--val_every=5',
+                   f'--init_from={first_model}')
   starting_point = (second_run / 'STARTING_POINT.md').read_text()
   assert f'`--init_from={first_model}`' in starting_point and '`layer3-conv3/weights`' not in starting_point
   (first_model / 'MODEL.md').write_text('# replaced by a later model\n')  # the card must already be copied

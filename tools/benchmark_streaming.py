@@ -72,7 +72,8 @@ def main(argv):
                                      'none', 1e-4, 1.0)
   batch_iterators = {name: train.batches(reader, FLAGS.batch_size, seed=0, first_step=0, augment_batches=True)
                      for name, reader in readers.items()}
-  config = tf.ConfigProto(intra_op_parallelism_threads=FLAGS.threads, inter_op_parallelism_threads=FLAGS.threads)
+  config = tf.ConfigProto(intra_op_parallelism_threads=FLAGS.threads,
+                          inter_op_parallelism_threads=FLAGS.threads)
   speeds = {name: [] for name in readers}
   with tf.Session(config=config) as session:
     session.run(tf.global_variables_initializer())
@@ -82,7 +83,8 @@ def main(argv):
       for name, batch_iterator in batch_iterators.items():
         speeds[name].append(patches_per_second(session, graph, batch_iterator, FLAGS.steps, FLAGS.batch_size))
   medians = {name: float(np.median(values)) for name, values in speeds.items()}
-  report = {'data': FLAGS.data, 'file_mib': os.path.getsize(FLAGS.data) / 2**20, 'max_memory_mib': FLAGS.max_memory,
+  report = {'data': FLAGS.data, 'file_mib': os.path.getsize(FLAGS.data) / 2**20,
+            'max_memory_mib': FLAGS.max_memory,
             'batch_size': FLAGS.batch_size, 'steps_per_round': FLAGS.steps, 'rounds': FLAGS.rounds,
             'in_memory_patches_per_s': medians['in_memory'], 'streamed_patches_per_s': medians['streamed'],
             'streamed_to_in_memory': medians['streamed'] / medians['in_memory']}

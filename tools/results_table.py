@@ -57,7 +57,8 @@ def format_results(reports):
       cells = [f'{report["mean"]["bicubic_psnr_y"]:.2f} / {report["mean"]["bicubic_ssim_y"]:.4f}'
                for report in by_set.values()]
       lines.append(f'| bicubic | x{scale} | ' + ' | '.join(cells) + ' |')
-    cells = [f'**{report["mean"]["psnr_y"]:.2f}** / {report["mean"]["ssim_y"]:.4f}' for report in by_set.values()]
+    cells = [f'**{report["mean"]["psnr_y"]:.2f}** / {report["mean"]["ssim_y"]:.4f}'
+             for report in by_set.values()]
     lines.append(f'| ESPCN `{channels}` (`checkpoint/espcn_{channels}_x{scale}`) | x{scale} | '
                  + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
