@@ -69,7 +69,8 @@ def define_flags():
   flags.DEFINE_integer('decay_patience', 5, 'Validations without improvement before the learning rate '
                        'is multiplied by --decay_factor.', lower_bound=1)
   flags.DEFINE_float('decay_factor', 0.1, 'Learning-rate decay factor on a validation plateau.')
-  flags.DEFINE_float('min_improvement', 0.005, 'Validation PSNR gain (dB) that counts as an improvement.')
+  flags.DEFINE_float('min_improvement', 0.005, 'Validation PSNR gain (dB) that restarts the patience (any '
+                     'gain still makes new best weights).')
   flags.DEFINE_float('min_learning_rate', 1e-5,
                      'Stop (early) when a decay would take the learning rate below this.')
 
@@ -94,8 +95,8 @@ class TrainingGraph(NamedTuple):
   train_op: tf.Operation
   global_step: tf.Variable
   learning_rate: tf.Variable  # decayed by the loop when the validation PSNR stops improving
-  best_val_psnr: tf.Variable  # the rest of the loop's state, saved with every checkpoint
-  best_step: tf.Variable
+  best_val_psnr: tf.Variable  # the rest of the loop's state, saved with every checkpoint: the best score
+  improved_step: tf.Variable  # the last validation that beat the best by --min_improvement
   decay_step: tf.Variable  # when the learning rate was last decayed: each rate gets its own patience
   train_seconds: tf.Variable
 
@@ -127,7 +128,9 @@ def build_training_graph(scale, num_channels, output_activation, learning_rate, 
       tf.train.AdamOptimizer(rate * last_layer_lr_scale, name='AdamLastLayer').minimize(
           loss, var_list=last_layer))
   state = [tf.Variable(value, trainable=False, name=name, dtype=dtype) for name, value, dtype in
-           (('best_val_psnr', 0.0, tf.float32), ('best_step', 0, tf.int64), ('decay_step', 0, tf.int64),
+           (('best_val_psnr', 0.0, tf.float32),
+            ('best_step', 0, tf.int64),  # improved_step; the name stays so that older checkpoints restore
+            ('decay_step', 0, tf.int64),
             ('train_seconds', 0.0, tf.float64))]
   return TrainingGraph(lr_patches, hr_patches, sr_patches, loss, train_op, global_step, rate, *state)
 
@@ -274,26 +277,30 @@ class Trainer:
   def validate_and_schedule(self, step, val_pairs):
     """Scores the weights, keeps the best ones in best/, and decays the learning rate on a plateau.
 
+    Any gain makes new best weights; only a gain of --min_improvement restarts the patience, so that a
+    plateau's noise cannot postpone the decay for ever.
     Returns False when training should stop: the learning rate would fall below --min_learning_rate.
     """
     graph, session, options = self.graph, self.session, self.options
     val_psnr = validate(self.upscaler, val_pairs)
-    best_psnr, best_step, decay_step, rate = (value.item() for value in session.run(
-        [graph.best_val_psnr, graph.best_step, graph.decay_step, graph.learning_rate]))
-    if best_step == 0 or val_psnr > best_psnr + options.min_improvement:  # the first score always counts
-      best_psnr, best_step = val_psnr, step
-      graph.best_val_psnr.load(val_psnr, session)
-      graph.best_step.load(step, session)
-      self.save_best(step)
-    elif step - max(best_step, decay_step) >= options.decay_patience * options.val_every:
+    best_psnr, improved_step, decay_step, rate = (value.item() for value in session.run(
+        [graph.best_val_psnr, graph.improved_step, graph.decay_step, graph.learning_rate]))
+    first = improved_step == 0  # the first score always counts
+    if first or val_psnr > best_psnr + options.min_improvement:
+      graph.improved_step.load(step, session)
+    elif step - max(improved_step, decay_step) >= options.decay_patience * options.val_every:
       rate *= options.decay_factor
       graph.learning_rate.load(rate, session)
       graph.decay_step.load(step, session)
+    if first or val_psnr > best_psnr:
+      best_psnr = val_psnr
+      graph.best_val_psnr.load(val_psnr, session)
+      self.save_best(step)
     record = {'step': int(step), 'val_psnr': round(val_psnr, 4), 'best_val_psnr': round(best_psnr, 4),
               'learning_rate': float(f'{rate:.6g}'),
               'train_seconds': round(self.seconds_before + time.time() - self.segment_started)}
     utils.append_json_line(record, os.path.join(self.checkpoint_dir, VALIDATION_LOG))
-    tqdm.write(f'step {step}: validation PSNR {val_psnr:.3f} dB (best {best_psnr:.3f} at step {best_step}), '
+    tqdm.write(f'step {step}: validation PSNR {val_psnr:.3f} dB (best {best_psnr:.3f}), '
                f'learning rate {rate:.2g}')
     return not below_minimum(rate, options.min_learning_rate)
 
