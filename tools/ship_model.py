@@ -46,6 +46,26 @@ def flag_value(command, name, default):
   return default
 
 
+def data_of(command):
+  """How one logged command made its training patches."""
+  return (f'`--images_dir={flag_value(command, "images_dir", "images")}` prepared as '
+          f'`--data={flag_value(command, "data", "(default)")}` (LR patches of '
+          f'{flag_value(command, "patch_size", "17")} pixels every {flag_value(command, "stride", "8")}, '
+          f'`--downscales={flag_value(command, "downscales", "1")}`; flips and rotations unless '
+          f'`--noaugment`)')
+
+
+def training_data(runs):
+  """The data of the first run, and of every later run that changed it, with the step it started at."""
+  parts, previous = [], None
+  for run in runs:
+    data = data_of(run['command'])
+    if data != previous:
+      parts.append(data if previous is None else f'from step {run["start_step"]}: {data}')
+      previous = data
+  return '; '.join(parts)
+
+
 def model_card(config, checkpoint_name, runs, validations, starting_point=''):
   """MODEL.md: what the model is, which weights were chosen, and how exactly they were trained."""
   best_step = int(checkpoint_name.split('-')[-1])
@@ -64,10 +84,7 @@ def model_card(config, checkpoint_name, runs, validations, starting_point=''):
       f'**{chosen["val_psnr"]:.3f} dB** (Y, border {config["scale"]}) on '
       f'`{flag_value(first_command, "val_dir", "?")}` at step {best_step}, '
       f'after {chosen["train_seconds"] / 60:.0f} minutes of training.',
-      f'- Training data: `--images_dir={flag_value(first_command, "images_dir", "images")}` prepared as '
-      f'`--data={flag_value(first_command, "data", "(default)")}` '
-      f'(LR patches of {flag_value(first_command, "patch_size", "17")} pixels every '
-      f'{flag_value(first_command, "stride", "8")}; flips and rotations unless `--noaugment`).',
+      f'- Training data: {training_data(runs)}.',
       f'- Seed: {flag_value(first_command, "seed", "0")}. '
       f'Batch size: {flag_value(first_command, "batch_size", "16")}.',
       f'- Learning rate: {flag_value(first_command, "learning_rate", "0.001")} at the start'
