@@ -267,8 +267,9 @@ class Trainer:
         lines += ['Its model card at the time:', '', stream.read()]
     else:
       lines += [f'`{model_dir}` had no model card; its own logs (runs.jsonl) tell how it was trained.']
-    with open(os.path.join(self.checkpoint_dir, STARTING_POINT), 'w') as stream:
-      stream.write('\n'.join(lines))
+    with utils.atomic_output(os.path.join(self.checkpoint_dir, STARTING_POINT)) as temporary:
+      with open(temporary, 'w') as stream:
+        stream.write('\n'.join(lines))
 
   def save(self, step):
     self.graph.train_seconds.load(self.seconds_before + time.time() - self.segment_started, self.session)
@@ -313,8 +314,10 @@ class Trainer:
 
 
 def below_minimum(rate, min_rate):
-  """Whether `rate` is under --min_learning_rate, up to float32 rounding: the rate is a float32 variable,
-  and 1e-4 decayed by 0.1 there is 9.9999997e-06, which must count as 1e-5."""
+  """Whether `rate` is below --min_learning_rate, up to float32 rounding.
+
+  The rate lives in a float32 variable, where 1e-4 decayed by 0.1 is 9.9999997e-06: that must count as 1e-5.
+  """
   return rate < min_rate * (1 - 1e-5)
 
 

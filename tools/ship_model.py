@@ -150,8 +150,9 @@ def main(argv):
   card = model_card(config, checkpoint_name, read_json_lines(os.path.join(FLAGS.run_dir, train.RUN_LOG)),
                     read_json_lines(os.path.join(FLAGS.run_dir, train.VALIDATION_LOG)),
                     read_starting_point(FLAGS.run_dir))
-  with open(os.path.join(destination, utils.MODEL_CARD_FILE), 'w') as stream:
-    stream.write(card)
+  with utils.atomic_output(os.path.join(destination, utils.MODEL_CARD_FILE)) as temporary:
+    with open(temporary, 'w') as stream:
+      stream.write(card)
   print(f'{checkpoint} -> {destination}')
 
 
