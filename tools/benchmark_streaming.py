@@ -77,7 +77,7 @@ def main(argv):
   speeds = {name: [] for name in readers}
   with tf.Session(config=config) as session:
     session.run(tf.global_variables_initializer())
-    for name, batch_iterator in batch_iterators.items():  # warm-up: kernel selection, first reads
+    for batch_iterator in batch_iterators.values():  # warm-up: kernel selection, first reads
       patches_per_second(session, graph, batch_iterator, 50, FLAGS.batch_size)
     for _ in tqdm(range(FLAGS.rounds), desc='rounds', leave=False):
       for name, batch_iterator in batch_iterators.items():
