@@ -61,7 +61,7 @@ def upscale_image(upscaler, image):
     raise utils.InputError(f'{image.filename}: {image.mode} images (16/32-bit) are not supported; '
                            f'convert to 8 bits per channel first')
   has_alpha = image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info
-  colour_mode = 'L' if image.mode in ('1', 'L', 'LA') else 'RGB'
+  colour_mode = utils.colour_mode(image)
   colour = np.asarray(image.convert(colour_mode))
   upscaled = Image.fromarray(upscaler.upscale(colour))
   if not has_alpha:

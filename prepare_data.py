@@ -49,7 +49,7 @@ def define_patch_flags():
                     'Scale augmentation: each training image is used at these sizes (factors in (0, 1], '
                     'comma-separated), shrunk by bicubic before its LR/HR pair is made. "1" uses the images '
                     'as they are (the blog); "1,0.9,0.8,0.7,0.6" adds four smaller copies (FSRCNN\'s '
-                    'augmentation), 3.3 times the patches.')
+                    'augmentation), about three times the patches.')
 
 
 CHUNK_PATCHES = 128  # HDF5 chunk length: big enough for fast reads, small enough to read a few at random
@@ -221,6 +221,13 @@ class StreamedPatches:
     return self.loaded[number]
 
 
+def settings_of(data_file):
+  """The attributes an open patch file was made with, as plain Python values (defaults for older files)."""
+  attributes = {key: value.item() if hasattr(value, 'item') else value
+                for key, value in data_file.attrs.items()}
+  return dict(ATTRIBUTE_DEFAULTS, **attributes)
+
+
 def open_patches(path, expected_attributes, max_bytes):
   """The patch file as InMemoryPatches if it fits `max_bytes`, else as StreamedPatches (file kept open).
 
@@ -228,9 +235,8 @@ def open_patches(path, expected_attributes, max_bytes):
   """
   try:
     data_file = h5py.File(path, 'r')
-    attributes = {key: data_file.attrs.get(key, ATTRIBUTE_DEFAULTS.get(key)) for key in expected_attributes}
-    attributes = {key: value for key, value in attributes.items() if value is not None}
-    attributes = {key: value.item() if hasattr(value, 'item') else value for key, value in attributes.items()}
+    settings = settings_of(data_file)
+    attributes = {key: settings[key] for key in expected_attributes if key in settings}
     if attributes != expected_attributes:
       found = ' '.join(f'--{key}={value}' for key, value in sorted(attributes.items()))
       wanted = ' '.join(f'--{key}={value}' for key, value in sorted(expected_attributes.items()))

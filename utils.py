@@ -208,11 +208,16 @@ def bicubic_resize(image, size):
   return image.resize(size, Image.BICUBIC)
 
 
+def colour_mode(image):
+  """'L' for a gray image (1-bit, L, LA), else 'RGB': the plain mode its pixels are processed in."""
+  return 'L' if image.mode in ('1', 'L', 'LA') else 'RGB'
+
+
 def shrink(image, factor):
   """The image shrunk by `factor` (<= 1) with bicubic, as plain L or RGB (see make_lr_hr); 1 keeps it."""
   if factor == 1:
     return image
-  image = image.convert('L' if image.mode in ('1', 'L', 'LA') else 'RGB')
+  image = image.convert(colour_mode(image))
   return bicubic_resize(image, (max(1, round(image.width * factor)), max(1, round(image.height * factor))))
 
 
@@ -222,7 +227,7 @@ def make_lr_hr(image, scale):
   The image is first made plain grayscale or RGB: Pillow resizes palette and 1-bit images with NEAREST
   and RGBA with premultiplied alpha, either of which would misalign the LR image with its HR image.
   """
-  image = image.convert('L' if image.mode in ('1', 'L', 'LA') else 'RGB')
+  image = image.convert(colour_mode(image))
   hr_image = modcrop(image, scale)
   lr_image = bicubic_resize(hr_image, (hr_image.width // scale, hr_image.height // scale))
   return lr_image, hr_image

@@ -43,11 +43,9 @@ def file_attributes(path):
   """The settings a patch file was made with, as prepare_data.open_patches expects them."""
   try:
     with h5py.File(path, 'r') as data_file:
-      attributes = {key: value.item() if hasattr(value, 'item') else value
-                    for key, value in data_file.attrs.items()}
+      return prepare_data.settings_of(data_file)
   except OSError as error:
     raise utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})') from None
-  return dict(prepare_data.ATTRIBUTE_DEFAULTS, **attributes)
 
 
 def patches_per_second(session, graph, batch_iterator, steps, batch_size):
