@@ -47,15 +47,20 @@ def _import_tensorflow_quietly():
 tf = _import_tensorflow_quietly()
 
 OUTPUT_ACTIVATIONS = ('tanh', 'none')
+PRECISIONS = {'float32': tf.float32, 'bfloat16': tf.bfloat16}  # generate.py --precision: see espcn()
 
 
 def conv_layer(inputs, scope, kernel_size, in_channels, out_channels):
-  """A 'SAME' convolution with weights ~ truncated normal, stddev sqrt(2 / (k*k*c_in)), and zero bias."""
+  """A 'SAME' convolution with weights ~ truncated normal, stddev sqrt(2 / (k*k*c_in)), and zero bias.
+
+  The weights are float32 variables; they are used in the dtype of `inputs` (see espcn's hidden_dtype).
+  """
   with tf.variable_scope(scope):
     stddev = np.sqrt(2.0 / (kernel_size * kernel_size * in_channels))
     weights = tf.get_variable('weights', [kernel_size, kernel_size, in_channels, out_channels],
                               initializer=tf.truncated_normal_initializer(stddev=stddev))
     bias = tf.get_variable('bias', [out_channels], initializer=tf.zeros_initializer())
+    weights, bias = tf.cast(weights, inputs.dtype), tf.cast(bias, inputs.dtype)  # no-ops for float32
     return tf.nn.conv2d(inputs, weights, strides=[1, 1, 1, 1], padding='SAME') + bias
 
 
@@ -75,10 +80,17 @@ def phase_shift(features, scale, channels):
   return tf.reshape(cells, [batch, height * scale, width * scale, channels])  # [N, rH, rW, C]
 
 
-def espcn(lr_images, scale, channels, output_activation='tanh'):
-  """Builds the network on `lr_images` [N, H, W, C] and returns the super-resolved [N, rH, rW, C]."""
+def espcn(lr_images, scale, channels, output_activation='tanh', hidden_dtype=tf.float32):
+  """Builds the network on `lr_images` [N, H, W, C] and returns the super-resolved [N, rH, rW, C].
+
+  hidden_dtype=tf.bfloat16 is an inference option (generate.py --precision): layer 2, most of the work
+  (81% in y mode, 59% in rgb), runs in bfloat16, which CPUs with native bfloat16 (AVX512-BF16, AMX)
+  compute faster than float32. Layers 1 and 3 stay float32: bfloat16's 8-bit mantissa cannot hold the 256
+  gray levels of the input, and would round the output, the image, by up to half a gray level.
+  """
   hidden = tf.tanh(conv_layer(lr_images, 'layer1-conv1', 5, channels, 64))  # [N, H, W, 64]
-  hidden = tf.tanh(conv_layer(hidden, 'layer2-conv2', 3, 64, 32))  # [N, H, W, 32]
+  hidden = tf.tanh(conv_layer(tf.cast(hidden, hidden_dtype), 'layer2-conv2', 3, 64, 32))  # [N, H, W, 32]
+  hidden = tf.cast(hidden, tf.float32)
   subpixels = conv_layer(hidden, 'layer3-conv3', 3, 32, scale * scale * channels)  # [N, H, W, r*r*C]
   sr_images = phase_shift(subpixels, scale, channels)  # [N, rH, rW, C]
   return tf.tanh(sr_images) if output_activation == 'tanh' else sr_images
@@ -90,7 +102,13 @@ DEFAULT_TILE = 512  # LR pixels per tile side: about 250 MiB of activations for 
 
 
 def tiles(height, width, tile):
-  """(top, left, bottom, right) of the tiles that cover an image, each at most tile x tile."""
+  """(top, left, bottom, right) of the tiles that cover an image, each at most tile x tile.
+
+  Memory grows with a tile's area, so an image of at most tile * tile pixels goes in one pass whatever
+  its shape (a 640x360 frame with the default 512: one pass, no margins computed twice).
+  """
+  if height * width <= tile * tile:
+    return [(0, 0, height, width)]
   return [(top, left, min(top + tile, height), min(left + tile, width))
           for top in range(0, height, tile) for left in range(0, width, tile)]
 
@@ -103,20 +121,22 @@ class Upscaler:
 
   Images larger than one tile are processed tile by tile, each with TILE_MARGIN pixels of context, from
   the network through the colour merge to uint8: memory is bounded by the tile, and since every output
-  pixel sees only RECEPTIVE_RADIUS pixels around it, the result equals one pass over the whole image.
+  pixel sees only RECEPTIVE_RADIUS pixels around it, the result is that of one pass over the whole image
+  (up to float32 rounding: the convolution kernels may sum in another order for another shape).
   """
 
-  def __init__(self, session, lr_images, sr_images, scale, channels, tile=DEFAULT_TILE):
+  def __init__(self, session, lr_images, sr_images, scale, channels, tile=DEFAULT_TILE, precision='float32'):
     self.session = session
     self.lr_images = lr_images  # placeholder [N, H, W, C]
     self.sr_images = sr_images  # [N, rH, rW, C]
     self.scale = scale
     self.channels = channels
     self.tile = tile
+    self.precision = precision
     self.checkpoint = None
 
   @classmethod
-  def from_checkpoint(cls, checkpoint_dir, scale, channels, tile=DEFAULT_TILE):
+  def from_checkpoint(cls, checkpoint_dir, scale, channels, tile=DEFAULT_TILE, precision='float32'):
     """Builds the inference graph that `checkpoint_dir` was trained with and restores its latest weights."""
     config = utils.read_model_config(checkpoint_dir)
     checkpoint = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
@@ -126,7 +146,7 @@ class Upscaler:
           f'`python train.py --images_dir=../shared/data/T91 --scale={scale} --channels={channels}` '
           f'and pass --checkpoint_dir=checkpoint/train_{channels}_x{scale}')
     utils.check_model_config(config, checkpoint_dir, scale, channels)
-    upscaler = cls.build(scale, channels, config['output_activation'], tile)
+    upscaler = cls.build(scale, channels, config['output_activation'], tile, precision)
     with upscaler.session.graph.as_default():
       try:
         tf.train.Saver().restore(upscaler.session, checkpoint)
@@ -136,37 +156,54 @@ class Upscaler:
     return upscaler
 
   @classmethod
-  def with_random_weights(cls, scale, channels, tile=DEFAULT_TILE, seed=0):
+  def with_random_weights(cls, scale, channels, tile=DEFAULT_TILE, precision='float32', seed=0):
     """An untrained network (the initialisation of train.py): for speed measurements only."""
-    upscaler = cls.build(scale, channels, 'none', tile, seed)
+    upscaler = cls.build(scale, channels, 'none', tile, precision, seed)
     with upscaler.session.graph.as_default():
       upscaler.session.run(tf.global_variables_initializer())
     upscaler.checkpoint = 'random weights'
     return upscaler
 
   @classmethod
-  def build(cls, scale, channels, output_activation, tile, seed=None):
+  def build(cls, scale, channels, output_activation, tile, precision='float32', seed=None):
     """The inference graph in a session of its own, weights not yet set."""
     graph = tf.Graph()
     with graph.as_default():
       tf.set_random_seed(seed)
       num_channels = utils.CHANNEL_MODES[channels]
       lr_images = tf.placeholder(tf.float32, [None, None, None, num_channels], name='lr_images')
-      sr_images = espcn(lr_images, scale, num_channels, output_activation)
-    return cls(tf.Session(graph=graph), lr_images, sr_images, scale, channels, tile)
+      sr_images = espcn(lr_images, scale, num_channels, output_activation, PRECISIONS[precision])
+    return cls(tf.Session(graph=graph), lr_images, sr_images, scale, channels, tile, precision)
 
-  def network(self, lr_array):
-    """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: one pass of the network."""
-    return self.session.run(self.sr_images, {self.lr_images: lr_array[None]})[0]
+  def network(self, lr_array, bands=None):
+    """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: the network on one image.
+
+    The image goes in as a batch of `bands` horizontal bands (default: one per core, if the image is tall
+    enough), each with TILE_MARGIN rows of context: TensorFlow's CPU convolutions spread a batch over the
+    cores much better than a single image (README, "Speed and memory"), and thanks to the margins the
+    result is that of one pass.
+    """
+    height, r = lr_array.shape[0], self.scale
+    if bands is None:
+      bands = max(1, min(utils.WORKERS, height // (4 * TILE_MARGIN)))  # (bands much taller than the margins)
+    rows = -(-height // bands)  # rows that each band delivers; the last one may deliver fewer
+    window = min(height, rows + 2 * TILE_MARGIN)  # rows that each band sees: all bands of one size
+    tops = [band * rows for band in range(bands)]
+    window_tops = [min(max(top - TILE_MARGIN, 0), height - window) for top in tops]
+    batch = np.stack([lr_array[window_top:window_top + window] for window_top in window_tops])  # [B, w, W, C]
+    sr_batch = self.session.run(self.sr_images, {self.lr_images: batch})  # [B, r*w, rW, C]
+    return np.concatenate([sr[(top - window_top) * r:(min(top + rows, height) - window_top) * r]
+                           for sr, top, window_top in zip(sr_batch, tops, window_tops)])
 
   def upscale(self, image):
     """uint8 [H, W, 3] RGB or [H, W] grayscale -> uint8 image of r*H x r*W in the same layout."""
     r = self.scale
     height, width = image.shape[:2]
     output = np.empty((height * r, width * r) + image.shape[2:], np.uint8)
-    bicubic = None
-    if self.channels == 'y' and image.ndim == 3:  # its chroma is merged with the network's luminance
-      bicubic = np.asarray(utils.bicubic_resize(Image.fromarray(image), (width * r, height * r)))
+    pending_bicubic = None
+    if self.channels == 'y' and image.ndim == 3:  # its chroma is merged with the network's luminance;
+      pending_bicubic = utils.THREADS.submit(  # Pillow releases the GIL: made while the network runs
+          lambda: np.asarray(utils.bicubic_resize(Image.fromarray(image), (width * r, height * r))))
     for top, left, bottom, right in tiles(height, width, self.tile):
       window_top, window_left = max(top - TILE_MARGIN, 0), max(left - TILE_MARGIN, 0)
       window = image[window_top:min(bottom + TILE_MARGIN, height),
@@ -175,8 +212,20 @@ class Upscaler:
       sr_tile = sr_window[(top - window_top) * r:(bottom - window_top) * r,
                           (left - window_left) * r:(right - window_left) * r]
       hr_box = (slice(top * r, bottom * r), slice(left * r, right * r))
-      output[hr_box] = self._to_pixels(sr_tile, image.ndim == 2, None if bicubic is None else bicubic[hr_box])
+      bicubic_tile = None if pending_bicubic is None else pending_bicubic.result()[hr_box]
+      self._fill(output[hr_box], sr_tile, image.ndim == 2, bicubic_tile)
     return output
+
+  def _fill(self, output_tile, sr_tile, gray, bicubic_tile):
+    """Writes _to_pixels of a tile into `output_tile`, its rows split between the cores.
+
+    The merge is a few passes of NumPy over every output value, about a fifth of the network's time for a
+    1080p frame on one core; NumPy releases the GIL, so threads halve it on two cores.
+    """
+    def fill_rows(rows):
+      bicubic_rows = None if bicubic_tile is None else bicubic_tile[rows]
+      output_tile[rows] = self._to_pixels(sr_tile[rows], gray, bicubic_rows)
+    utils.in_row_blocks(fill_rows, output_tile.shape[0])
 
   def network_input(self, window):
     """What the network sees of a uint8 window, as float32 [h, w, C] in [0, 1].

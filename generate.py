@@ -7,6 +7,7 @@ With no --input it upscales a sample photo that scikit-image ships (the main job
 Evaluate on a folder of ground-truth images (PSNR/SSIM on Y, bicubic and ESPCN, a table and optional JSON):
   python generate.py --eval_dir=../shared/data/Set5 --scale=3 --channels=y --json=result/set5_x3.json
 """
+import contextlib
 import os
 import tempfile
 import time
@@ -23,6 +24,7 @@ from espcn import tf
 
 FLAGS = flags.FLAGS
 SHIPPED_CHECKPOINTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'checkpoint')
+MATMUL_SIZE = 4096  # the benchmark's peak: a 4096^3 matmul, 137 GFLOP
 SAMPLE_PHOTO = 'astronaut'  # skimage.data.astronaut(): a 512x512 photo, inside scikit-image's wheel
 
 
@@ -42,9 +44,13 @@ def define_flags():
   flags.DEFINE_string('size', '1920x1080', 'With --benchmark: OUTPUT frame size, WIDTHxHEIGHT.')
   flags.DEFINE_integer('runs', 20, 'With --benchmark: timed runs (medians are reported).', lower_bound=1)
   flags.DEFINE_bool('random_weights', False, 'Use an untrained network instead of a checkpoint (speed only).')
-  flags.DEFINE_integer('tile', espcn.DEFAULT_TILE, 'Largest LR tile side processed in one pass; larger '
-                       'images go in overlapping tiles, with the same result and bounded memory.',
+  flags.DEFINE_integer('tile', espcn.DEFAULT_TILE, 'LR tile side: an image of more than tile*tile LR pixels '
+                       'goes in overlapping tiles of tile x tile, with the same result and bounded memory.',
                        lower_bound=1)
+  flags.DEFINE_enum('precision', 'float32', list(espcn.PRECISIONS),
+                    "'bfloat16': layer 2 (most of the work) in bfloat16; for CPUs with native "
+                    'bfloat16 (AVX512-BF16, AMX): elsewhere it is emulated and slower. README gives its '
+                    'PSNR change.')
 
 
 def shipped_checkpoint_dir(channels, scale):
@@ -56,19 +62,22 @@ def shipped_checkpoint_dir(channels, scale):
 # ---------------------------------------------------------------------------------------------------------
 
 def upscale_image(upscaler, image):
-  """Upscales a PIL image, keeping its kind: gray stays gray, alpha is kept (upscaled with bicubic)."""
+  """Upscales a PIL image to uint8 pixels of its kind: gray [rH, rW] or RGB [rH, rW, 3], with alpha
+  (upscaled with bicubic) as one more channel if the image has transparency.
+
+  Pixels, not a PIL image: a 12000x12000 result is 432 MB, and every conversion would copy it.
+  """
   if image.mode in ('I', 'F') or image.mode.startswith('I;'):
     raise utils.InputError(f'{image.filename}: {image.mode} images (16/32-bit) are not supported; '
                            f'convert to 8 bits per channel first')
   has_alpha = image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info
   colour_mode = utils.colour_mode(image)
-  colour = np.asarray(image.convert(colour_mode))
-  upscaled = Image.fromarray(upscaler.upscale(colour))
+  upscaled = upscaler.upscale(np.asarray(image.convert(colour_mode)))
   if not has_alpha:
     return upscaled
-  alpha = utils.bicubic_resize(image.convert(colour_mode + 'A').getchannel('A'), upscaled.size)
-  upscaled.putalpha(alpha)
-  return upscaled
+  size = (upscaled.shape[1], upscaled.shape[0])
+  alpha = utils.bicubic_resize(image.convert(colour_mode + 'A').getchannel('A'), size)
+  return np.dstack([upscaled, np.asarray(alpha)])
 
 
 def sample_photo():
@@ -147,55 +156,84 @@ def network_gflop(lr_height, lr_width, scale, num_channels):
   return 2.0 * lr_height * lr_width * multiply_adds / 1e9
 
 
-def time_runs(function, runs, warmup=3):
-  """Seconds of each of `runs` calls, after `warmup` untimed ones (graph set-up, kernel selection)."""
+def time_runs(functions, runs, warmup=3):
+  """Seconds of each of `runs` calls of each function, after `warmup` untimed ones (graph set-up, kernel
+  selection). The functions take turns, so that a busy spell of a shared machine slows all of them alike
+  and their ratios hold."""
   for _ in range(warmup):
-    function()
-  seconds = []
+    for function in functions:
+      function()
+  seconds = [[] for _ in functions]
   for _ in range(runs):
-    start = time.perf_counter()
-    function()
-    seconds.append(time.perf_counter() - start)
+    for function, times in zip(functions, seconds):
+      start = time.perf_counter()
+      function()
+      times.append(time.perf_counter() - start)
   return seconds
 
 
-def matmul_gflops(runs, size=4096):
-  """The machine's practical FP32 peak: a size^3 tf.linalg.matmul, median of `runs`, in this process."""
+@contextlib.contextmanager
+def matmul_run(size=MATMUL_SIZE):
+  """Yields a function that runs one size^3 tf.linalg.matmul, in a session of its own: 2 * size^3 FLOP
+  over its time is the machine's practical FP32 peak."""
   graph = tf.Graph()
   with graph.as_default():
     matrix = tf.Variable(tf.random.normal([size, size], seed=0))
     product = tf.reduce_sum(tf.linalg.matmul(matrix, matrix))
     with tf.Session(graph=graph) as session:
       session.run(tf.global_variables_initializer())
-      seconds = time_runs(lambda: session.run(product), runs, warmup=1)
-  return 2.0 * size ** 3 / np.median(seconds) / 1e9
+      yield lambda: session.run(product)
 
 
-def benchmark(upscaler, output_size, runs, work_dir):
-  """Times the network on one frame of `output_size` (width, height) and the whole job on a PNG file."""
+def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
+  """Times the network on one frame of `output_size` (width, height) and the whole job on a PNG file.
+
+  `float32_twin`, the same model in float32 when `upscaler` runs in reduced precision, is timed in turn
+  with it: the baseline of its speed-up.
+  """
   scale, width, height = upscaler.scale, output_size[0], output_size[1]
   if width % scale or height % scale:
     raise utils.InputError(f'--size={width}x{height}: not a multiple of --scale={scale}')
   frame = utils.bicubic_resize(sample_photo(), (width // scale, height // scale))
   network_input = upscaler.network_input(np.asarray(frame))
-  model_seconds = time_runs(lambda: upscaler.network(network_input), runs)
-  peak = matmul_gflops(runs=5)
   frame_path, output_path = os.path.join(work_dir, 'frame.png'), os.path.join(work_dir, 'frame_sr.png')
   frame.save(frame_path)
-  end_to_end_seconds = time_runs(lambda: upscale_file(upscaler, lambda: utils.load_image(frame_path),
-                                                      output_path), max(3, runs // 4), warmup=1)
+  result = upscale_image(upscaler, frame)
+  pillow_result = Image.fromarray(result)
+  timed = [lambda: upscaler.network(network_input),
+           lambda: upscaler.network(network_input, bands=1),
+           lambda: upscale_file(upscaler, lambda: utils.load_image(frame_path), output_path),
+           lambda: utils.save_png(result, output_path),
+           lambda: pillow_result.save(output_path, format='PNG', compress_level=1)]
+  if float32_twin:
+    timed.append(lambda: float32_twin.network(network_input))
+  with matmul_run() as matmul:
+    (matmul_seconds, model_seconds, one_band_seconds, end_to_end_seconds, encode_seconds,
+     pillow_encode_seconds, *float32_seconds) = time_runs([matmul] + timed, runs)
+  peak = 2.0 * MATMUL_SIZE ** 3 / np.median(matmul_seconds) / 1e9
   gflop = network_gflop(height // scale, width // scale, scale, network_input.shape[-1])
   median = float(np.median(model_seconds))
-  return {'size': f'{width}x{height}', 'scale': scale, 'channels': upscaler.channels,
+  report = {'size': f'{width}x{height}', 'scale': scale, 'channels': upscaler.channels,
+          'precision': upscaler.precision,
           'checkpoint': upscaler.checkpoint, 'runs': runs, 'gflop_per_frame': round(gflop, 3),
           'model_ms_median': 1e3 * median, 'model_ms_min': 1e3 * min(model_seconds),
           'model_ms_max': 1e3 * max(model_seconds), 'fps': 1.0 / median, 'gflops': gflop / median,
           'peak_gflops': peak, 'fraction_of_peak': gflop / median / peak,
-          'end_to_end_ms_median': 1e3 * float(np.median(end_to_end_seconds))}
+          'one_band_model_ms_median': 1e3 * float(np.median(one_band_seconds)),
+          'end_to_end_ms_median': 1e3 * float(np.median(end_to_end_seconds)),
+          'end_to_end_ratio': float(np.median(end_to_end_seconds)) / median,
+          'png_encode_ms_median': 1e3 * float(np.median(encode_seconds)),
+          'pillow_png_encode_ms_median': 1e3 * float(np.median(pillow_encode_seconds))}
+  if float32_seconds:
+    float32_median = float(np.median(float32_seconds[0]))
+    report.update({'float32_model_ms_median': 1e3 * float32_median,
+                   'speedup_over_float32': float32_median / median})
+  return report
 
 
 def format_benchmark(report):
-  return '\n'.join(f'{key:>22}: {value:.3f}' if isinstance(value, float) else f'{key:>22}: {value}'
+  width = max(len(key) for key in report)
+  return '\n'.join(f'{key:>{width}}: {value:.3f}' if isinstance(value, float) else f'{key:>{width}}: {value}'
                    for key, value in report.items())
 
 
@@ -207,6 +245,14 @@ def parse_size(text):
     raise utils.InputError(f'--size={text}: expected WIDTHxHEIGHT, e.g. 1920x1080') from None
 
 
+def make_upscaler(precision):
+  """The model the flags ask for, in `precision`."""
+  if FLAGS.random_weights:
+    return espcn.Upscaler.with_random_weights(FLAGS.scale, FLAGS.channels, FLAGS.tile, precision)
+  checkpoint_dir = FLAGS.checkpoint_dir or shipped_checkpoint_dir(FLAGS.channels, FLAGS.scale)
+  return espcn.Upscaler.from_checkpoint(checkpoint_dir, FLAGS.scale, FLAGS.channels, FLAGS.tile, precision)
+
+
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
@@ -215,15 +261,12 @@ def main(argv):
   utils.ensure_writable_dir(FLAGS.output_dir)
   if FLAGS.json:
     utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.json)))
-  if FLAGS.random_weights:
-    upscaler = espcn.Upscaler.with_random_weights(FLAGS.scale, FLAGS.channels, FLAGS.tile)
-  else:
-    checkpoint_dir = FLAGS.checkpoint_dir or shipped_checkpoint_dir(FLAGS.channels, FLAGS.scale)
-    upscaler = espcn.Upscaler.from_checkpoint(checkpoint_dir, FLAGS.scale, FLAGS.channels, FLAGS.tile)
+  upscaler = make_upscaler(FLAGS.precision)
   print(f'checkpoint: {upscaler.checkpoint}')
   if FLAGS.benchmark:
+    float32_twin = make_upscaler('float32') if FLAGS.precision != 'float32' else None
     with tempfile.TemporaryDirectory() as work_dir:
-      report = benchmark(upscaler, parse_size(FLAGS.size), FLAGS.runs, work_dir)
+      report = benchmark(upscaler, parse_size(FLAGS.size), FLAGS.runs, work_dir, float32_twin)
     print(format_benchmark(report))
   elif FLAGS.eval_dir:
     report = evaluate(upscaler, FLAGS.eval_dir, FLAGS.output_dir)

@@ -9,6 +9,7 @@ from skimage.metrics import structural_similarity
 
 import espcn
 import generate
+from conftest import smooth_rgb
 
 ODD_WIDTH, ODD_HEIGHT = 37, 23
 # Mode of the input image -> mode of the upscaled one: gray stays gray, alpha (or a transparent palette
@@ -38,7 +39,7 @@ def alpha_ramp_after_upscaling(width, height, scale):
 def test_upscaled_image_is_exactly_r_times_larger_and_keeps_its_mode(
     tmp_path, make_image, upscaler, scale, channels, mode):
   image = saved_and_loaded(make_image(ODD_WIDTH, ODD_HEIGHT, mode=mode), tmp_path / 'input.png')
-  upscaled = generate.upscale_image(upscaler(scale, channels), image)
+  upscaled = Image.fromarray(generate.upscale_image(upscaler(scale, channels), image))
   assert upscaled.size == (ODD_WIDTH * scale, ODD_HEIGHT * scale)
   assert upscaled.mode == MODE_AFTER_UPSCALING[mode]
 
@@ -52,10 +53,10 @@ def test_alpha_is_upscaled_alongside_and_does_not_change_the_colours(
   scale = 3
   model = upscaler(scale, channels)
   image = saved_and_loaded(make_image(ODD_WIDTH, ODD_HEIGHT, mode=mode), tmp_path / 'input.png')
-  upscaled = generate.upscale_image(model, image)
+  upscaled = Image.fromarray(generate.upscale_image(model, image))
   # (built from the pixels alone: Pillow's convert() would carry a palette's transparent colour over)
   opaque = generate.upscale_image(model, Image.fromarray(np.asarray(image.convert(opaque_mode))))
-  np.testing.assert_array_equal(np.asarray(upscaled.convert(opaque_mode)), np.asarray(opaque))
+  np.testing.assert_array_equal(np.asarray(upscaled.convert(opaque_mode)), opaque)
   if mode != 'P+transparency':  # (a palette carries one transparent colour, not a ramp)
     alpha = np.asarray(upscaled.getchannel('A'), np.float64)
     assert np.abs(alpha - alpha_ramp_after_upscaling(ODD_WIDTH, ODD_HEIGHT, scale)).max() <= 1.5
@@ -65,8 +66,8 @@ def test_alpha_is_upscaled_alongside_and_does_not_change_the_colours(
 def test_palette_image_is_upscaled_as_its_rgb_colours(tmp_path, make_image, upscaler, channels):
   image = saved_and_loaded(make_image(ODD_WIDTH, ODD_HEIGHT, mode='P'), tmp_path / 'input.png')
   model = upscaler(2, channels)
-  np.testing.assert_array_equal(np.asarray(generate.upscale_image(model, image)),
-                                np.asarray(generate.upscale_image(model, image.convert('RGB'))))
+  np.testing.assert_array_equal(generate.upscale_image(model, image),
+                                generate.upscale_image(model, image.convert('RGB')))
 
 
 @pytest.mark.slow
@@ -154,3 +155,44 @@ def test_evaluation_writes_the_four_images_and_a_json_report_whose_scores_check_
   for key in ('psnr_y', 'ssim_y', 'bicubic_psnr_y', 'bicubic_ssim_y'):
     assert report['mean'][key] == pytest.approx(np.mean([row[key] for row in report['images']]))
   assert '| **mean** |' in result.stdout
+
+
+def test_benchmark_reports_every_figure(tmp_path, run_script):
+  """The benchmark's JSON has the keys README and users' scripts read, with consistent values (not times)."""
+  report_path = tmp_path / 'bench.json'
+  result = run_script('generate.py', '--benchmark', '--size=48x30', '--scale=3', '--channels=y',
+                      '--random_weights', '--runs=3', f'--json={report_path}')
+  assert result.returncode == 0, result.stderr
+  report = json.loads(report_path.read_text())
+  assert report['model_ms_min'] <= report['model_ms_median'] <= report['model_ms_max']
+  assert report['fps'] == pytest.approx(1e3 / report['model_ms_median'])
+  multiply_adds_per_pixel = 25 * 64 + 9 * 64 * 32 + 9 * 32 * 9
+  assert report['gflop_per_frame'] == pytest.approx(2 * 16 * 10 * multiply_adds_per_pixel / 1e9, abs=1e-3)
+  assert report['fraction_of_peak'] == pytest.approx(report['gflops'] / report['peak_gflops'])
+  assert report['end_to_end_ratio'] == pytest.approx(report['end_to_end_ms_median'] / report['model_ms_median'])
+  assert report['peak_gflops'] > 0 and report['end_to_end_ms_median'] > 0
+  assert report['precision'] == 'float32' and 'speedup_over_float32' not in report
+  assert report['one_band_model_ms_median'] > 0
+
+
+def test_reduced_precision_benchmark_times_a_float32_twin_in_turn(tmp_path, run_script):
+  report_path = tmp_path / 'bench.json'
+  result = run_script('generate.py', '--benchmark', '--size=48x30', '--scale=3', '--channels=y',
+                      '--random_weights', '--runs=3', '--precision=bfloat16', f'--json={report_path}')
+  assert result.returncode == 0, result.stderr
+  report = json.loads(report_path.read_text())
+  assert report['precision'] == 'bfloat16'
+  assert report['speedup_over_float32'] == pytest.approx(
+      report['float32_model_ms_median'] / report['model_ms_median'])
+
+
+@pytest.mark.parametrize('channels', ['rgb', 'y'])
+def test_bfloat16_runs_layer_2_in_bfloat16_within_two_gray_levels_of_float32(tiny_checkpoint, channels):
+  checkpoint_dir = tiny_checkpoint(3, channels)
+  exact = espcn.Upscaler.from_checkpoint(checkpoint_dir, 3, channels)
+  reduced = espcn.Upscaler.from_checkpoint(checkpoint_dir, 3, channels, precision='bfloat16')
+  convolution_types = [op.get_attr('T') for op in reduced.session.graph.get_operations() if op.type == 'Conv2D']
+  assert convolution_types == [espcn.tf.float32, espcn.tf.bfloat16, espcn.tf.float32]
+  image = smooth_rgb(20, 24)
+  difference = np.abs(exact.upscale(image).astype(int) - reduced.upscale(image))
+  assert difference.max() <= 2 and difference.mean() < 0.3  # (untrained weights: larger than a real model's)

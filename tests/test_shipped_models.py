@@ -17,17 +17,31 @@ import utils
 SHIPPED_MODELS = [('y', 2), ('y', 3), ('rgb', 3), ('y', 4)]  # every model in checkpoint/espcn_*
 
 
-@pytest.mark.parametrize('channels,scale', SHIPPED_MODELS)
-def test_shipped_model_beats_bicubic_on_the_sample_photo(channels, scale):
-  checkpoint_dir = generate.shipped_checkpoint_dir(channels, scale)
-  assert os.path.exists(os.path.join(checkpoint_dir, utils.MODEL_CARD_FILE)), 'every shipped model has a card'
-  upscaler = espcn.Upscaler.from_checkpoint(checkpoint_dir, scale, channels)
+def sample_photo_psnr(channels, scale, precision='float32'):
+  """Y-PSNR of a shipped model on the sample photo, and of bicubic."""
+  upscaler = espcn.Upscaler.from_checkpoint(generate.shipped_checkpoint_dir(channels, scale), scale, channels,
+                                            precision=precision)
   lr_image, hr_image = utils.make_lr_hr(Image.fromarray(data.astronaut()), scale)
   espcn_psnr = utils.psnr_y(np.asarray(hr_image), upscaler.upscale(np.asarray(lr_image)), scale)
   bicubic_psnr = utils.psnr_y(np.asarray(hr_image),
                               np.asarray(utils.bicubic_resize(lr_image, hr_image.size)), scale)
   upscaler.session.close()
+  return espcn_psnr, bicubic_psnr
+
+
+@pytest.mark.parametrize('channels,scale', SHIPPED_MODELS)
+def test_shipped_model_beats_bicubic_on_the_sample_photo(channels, scale):
+  checkpoint_dir = generate.shipped_checkpoint_dir(channels, scale)
+  assert os.path.exists(os.path.join(checkpoint_dir, utils.MODEL_CARD_FILE)), 'every shipped model has a card'
+  espcn_psnr, bicubic_psnr = sample_photo_psnr(channels, scale)
   assert espcn_psnr >= bicubic_psnr + 1.0, (espcn_psnr, bicubic_psnr)
+
+
+@pytest.mark.parametrize('channels,scale', [('y', 3), ('rgb', 3)])
+def test_bfloat16_costs_the_shipped_x3_models_less_than_0_02_db(channels, scale):
+  exact, _ = sample_photo_psnr(channels, scale)
+  reduced, _ = sample_photo_psnr(channels, scale, precision='bfloat16')
+  assert abs(reduced - exact) < 0.02, (exact, reduced)
 
 
 def test_every_shipped_model_folder_is_tested():
