@@ -53,7 +53,7 @@ PRECISIONS = {'float32': tf.float32, 'bfloat16': tf.bfloat16}  # generate.py --p
 def conv_layer(inputs, scope, kernel_size, in_channels, out_channels):
   """A 'SAME' convolution with weights ~ truncated normal, stddev sqrt(2 / (k*k*c_in)), and zero bias.
 
-  The weights are float32 variables; they are used in the dtype of `inputs` (see espcn's hidden_dtype).
+  The weights are float32 variables; they are used in the dtype of `inputs` (see espcn's layer2_dtype).
   """
   with tf.variable_scope(scope):
     stddev = np.sqrt(2.0 / (kernel_size * kernel_size * in_channels))
@@ -80,16 +80,16 @@ def phase_shift(features, scale, channels):
   return tf.reshape(cells, [batch, height * scale, width * scale, channels])  # [N, rH, rW, C]
 
 
-def espcn(lr_images, scale, channels, output_activation='tanh', hidden_dtype=tf.float32):
+def espcn(lr_images, scale, channels, output_activation='tanh', layer2_dtype=tf.float32):
   """Builds the network on `lr_images` [N, H, W, C] and returns the super-resolved [N, rH, rW, C].
 
-  hidden_dtype=tf.bfloat16 is an inference option (generate.py --precision): layer 2, most of the work
-  (81% in y mode, 59% in rgb), runs in bfloat16, which CPUs with native bfloat16 (AVX512-BF16, AMX)
-  compute faster than float32. Layers 1 and 3 stay float32: bfloat16's 8-bit mantissa cannot hold the 256
-  gray levels of the input, and would round the output, the image, by up to half a gray level.
+  layer2_dtype=tf.bfloat16 is an inference option (generate.py --precision): layer 2, most of the work
+  (81% in y mode, 59% in rgb), runs in bfloat16, for CPUs with native bfloat16 (AVX512-BF16, AMX); others
+  emulate it, slower than float32 (README). Layers 1 and 3 stay float32: bfloat16's 8-bit mantissa cannot
+  hold the 256 gray levels of the input, and would round the output, the image, by up to half a gray level.
   """
   hidden = tf.tanh(conv_layer(lr_images, 'layer1-conv1', 5, channels, 64))  # [N, H, W, 64]
-  hidden = tf.tanh(conv_layer(tf.cast(hidden, hidden_dtype), 'layer2-conv2', 3, 64, 32))  # [N, H, W, 32]
+  hidden = tf.tanh(conv_layer(tf.cast(hidden, layer2_dtype), 'layer2-conv2', 3, 64, 32))  # [N, H, W, 32]
   hidden = tf.cast(hidden, tf.float32)
   subpixels = conv_layer(hidden, 'layer3-conv3', 3, 32, scale * scale * channels)  # [N, H, W, r*r*C]
   sr_images = phase_shift(subpixels, scale, channels)  # [N, rH, rW, C]
