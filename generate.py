@@ -186,10 +186,10 @@ def matmul_run(size=MATMUL_SIZE):
 
 
 def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
-  """Times the network on one frame of `output_size` (width, height) and the whole job on a PNG file.
-
-  `float32_twin`, the same model in float32 when `upscaler` runs in reduced precision, is timed in turn
-  with it: the baseline of its speed-up.
+  """Times, in turn run by run: the FP32 peak (a matmul), the network on one frame of `output_size`
+  (width, height) as bands and as one image, the whole job on a PNG file, and this repo's and Pillow's PNG
+  encoders on the result. `float32_twin`, the same model in float32 when `upscaler` runs in reduced
+  precision, is timed alongside: the baseline of its speed-up.
   """
   scale, width, height = upscaler.scale, output_size[0], output_size[1]
   if width % scale or height % scale:
@@ -214,16 +214,16 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   gflop = network_gflop(height // scale, width // scale, scale, network_input.shape[-1])
   median = float(np.median(model_seconds))
   report = {'size': f'{width}x{height}', 'scale': scale, 'channels': upscaler.channels,
-          'precision': upscaler.precision,
-          'checkpoint': upscaler.checkpoint, 'runs': runs, 'gflop_per_frame': round(gflop, 3),
-          'model_ms_median': 1e3 * median, 'model_ms_min': 1e3 * min(model_seconds),
-          'model_ms_max': 1e3 * max(model_seconds), 'fps': 1.0 / median, 'gflops': gflop / median,
-          'peak_gflops': peak, 'fraction_of_peak': gflop / median / peak,
-          'one_band_model_ms_median': 1e3 * float(np.median(one_band_seconds)),
-          'end_to_end_ms_median': 1e3 * float(np.median(end_to_end_seconds)),
-          'end_to_end_ratio': float(np.median(end_to_end_seconds)) / median,
-          'png_encode_ms_median': 1e3 * float(np.median(encode_seconds)),
-          'pillow_png_encode_ms_median': 1e3 * float(np.median(pillow_encode_seconds))}
+            'precision': upscaler.precision,
+            'checkpoint': upscaler.checkpoint, 'runs': runs, 'gflop_per_frame': round(gflop, 3),
+            'model_ms_median': 1e3 * median, 'model_ms_min': 1e3 * min(model_seconds),
+            'model_ms_max': 1e3 * max(model_seconds), 'fps': 1.0 / median, 'gflops': gflop / median,
+            'peak_gflops': peak, 'fraction_of_peak': gflop / median / peak,
+            'one_band_model_ms_median': 1e3 * float(np.median(one_band_seconds)),
+            'end_to_end_ms_median': 1e3 * float(np.median(end_to_end_seconds)),
+            'end_to_end_ratio': float(np.median(end_to_end_seconds)) / median,
+            'png_encode_ms_median': 1e3 * float(np.median(encode_seconds)),
+            'pillow_png_encode_ms_median': 1e3 * float(np.median(pillow_encode_seconds))}
   if float32_seconds:
     float32_median = float(np.median(float32_seconds[0]))
     report.update({'float32_model_ms_median': 1e3 * float32_median,

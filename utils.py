@@ -1,7 +1,7 @@
 """Helpers shared by prepare_data.py, train.py and generate.py: files, colour, patches and metrics.
 
-Everything here is plain NumPy and Pillow, so the data pipeline and the evaluation can be read (and tested)
-without TensorFlow.
+Everything here is plain NumPy, Pillow and the standard library, so the data pipeline and the evaluation
+can be read (and tested) without TensorFlow.
 """
 import concurrent.futures
 import contextlib
@@ -19,6 +19,8 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 CHANNEL_MODES = {'rgb': 3, 'y': 1}  # --channels -> number of channels the network sees
 MODEL_CONFIG_FILE = 'config.json'  # written by train.py next to its checkpoints
 MODEL_CARD_FILE = 'MODEL.md'  # marks a folder that holds a shipped model
+WORKERS = os.cpu_count() or 1
+THREADS = concurrent.futures.ThreadPoolExecutor(WORKERS)  # for NumPy, zlib and Pillow, which release the GIL
 
 
 class InputError(Exception):
@@ -111,14 +113,10 @@ def load_image(path):
 
 
 def save_png(image, path):
-  """Writes a PIL image or uint8 array as PNG through a temporary file (see atomic_output)."""
+  """Writes a PIL image (L, LA, RGB or RGBA) or uint8 array as PNG via a temporary file (atomic_output)."""
   with atomic_output(path) as temporary:
     with open(temporary, 'wb') as stream:
       write_png(np.asarray(image), stream)
-
-
-WORKERS = os.cpu_count() or 1
-THREADS = concurrent.futures.ThreadPoolExecutor(WORKERS)  # for NumPy, zlib and Pillow, which release the GIL
 
 
 def in_row_blocks(function, height):
@@ -143,12 +141,14 @@ def write_png(pixels, stream):
   deflate stream of its own ended by a sync flush, so that the blocks join into one valid stream (as pigz
   does); any PNG reader decodes it.
   """
+  if pixels.dtype != np.uint8:
+    raise ValueError(f'write_png takes uint8 pixels, not {pixels.dtype}')
   height, width = pixels.shape[:2]
   channels = 1 if pixels.ndim == 2 else pixels.shape[2]
   rows = pixels.reshape(height, width * channels)  # [H, W*C] bytes per row
   stream.write(b'\x89PNG\r\n\x1a\n')
   stream.write(_png_chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, PNG_COLOUR_TYPES[channels],
-                                               0, 0, 0)))  # deflate, adaptive filters, no interlace
+                                               0, 0, 0)))  # deflate, a filter type per row, no interlace
   stream.write(_png_chunk(b'IDAT', b'\x78\x01'))  # zlib header: deflate with a 32 KiB window
   checksum = zlib.adler32(b'')
   group_rows = max(1, WORKERS * PNG_BLOCK_BYTES // rows.shape[1])  # one block per core at a time

@@ -48,3 +48,8 @@ def test_save_png_takes_pil_images(tmp_path):
     assert saved.mode == 'RGBA'
     np.testing.assert_array_equal(np.asarray(saved), np.asarray(image))
   assert [path.name for path in tmp_path.iterdir()] == ['out.png']
+
+
+def test_refuses_pixels_that_are_not_bytes():
+  with pytest.raises(ValueError, match='uint8'):
+    utils.write_png(np.zeros((4, 4, 3), np.float32), io.BytesIO())
