@@ -267,9 +267,7 @@ class Trainer:
         lines += ['Its model card at the time:', '', stream.read()]
     else:
       lines += [f'`{model_dir}` had no model card; its own logs (runs.jsonl) tell how it was trained.']
-    with utils.atomic_output(os.path.join(self.checkpoint_dir, STARTING_POINT)) as temporary:
-      with open(temporary, 'w') as stream:
-        stream.write('\n'.join(lines))
+    utils.write_text('\n'.join(lines), os.path.join(self.checkpoint_dir, STARTING_POINT))
 
   def save(self, step):
     self.graph.train_seconds.load(self.seconds_before + time.time() - self.segment_started, self.session)

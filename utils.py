@@ -184,11 +184,15 @@ def _deflate_rows(rows, channels, last):
   return filtered, compressed
 
 
-def write_json(data, path):
+def write_text(text, path):
+  """Writes a text file through a temporary file (see atomic_output)."""
   with atomic_output(path) as temporary:
     with open(temporary, 'w') as stream:
-      json.dump(data, stream, indent=2)
-      stream.write('\n')
+      stream.write(text)
+
+
+def write_json(data, path):
+  write_text(json.dumps(data, indent=2) + '\n', path)
 
 
 def append_json_line(record, path):

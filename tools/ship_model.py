@@ -150,9 +150,7 @@ def main(argv):
   card = model_card(config, checkpoint_name, read_json_lines(os.path.join(FLAGS.run_dir, train.RUN_LOG)),
                     read_json_lines(os.path.join(FLAGS.run_dir, train.VALIDATION_LOG)),
                     read_starting_point(FLAGS.run_dir))
-  with utils.atomic_output(os.path.join(destination, utils.MODEL_CARD_FILE)) as temporary:
-    with open(temporary, 'w') as stream:
-      stream.write(card)
+  utils.write_text(card, os.path.join(destination, utils.MODEL_CARD_FILE))
   print(f'{checkpoint} -> {destination}')
 
 
