@@ -13,10 +13,10 @@ produces the high-resolution image, by rearranging r*r*C feature maps into an r-
 N, H and W are known only when the graph runs, so one graph serves training batches of patches and whole
 images of any size. Pixel values are in [0, 1].
 """
+import functools
 import os
 
 import numpy as np
-from PIL import Image
 
 import utils
 
@@ -31,6 +31,9 @@ def _import_tensorflow_quietly():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   # oneDNN kernels: faster convolutions on AVX2-only CPUs, where TensorFlow leaves them off by default.
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
+  # XLA (see reconstruction_graph) compiles for each new image shape on its first run rather than after a
+  # few: every run on one shape then computes the same way, to the last bit.
+  os.environ.setdefault('TF_XLA_FLAGS', '--tf_xla_enable_lazy_compilation=false')
   saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
   os.dup2(devnull, 2)
   try:
@@ -99,6 +102,92 @@ def espcn(lr_images, scale, channels, output_activation='tanh', layer2_dtype=tf.
 RECEPTIVE_RADIUS = 4  # LR pixels that reach one output pixel from each side: 2 (5x5) + 1 (3x3) + 1 (3x3)
 TILE_MARGIN = 2 * RECEPTIVE_RADIUS  # LR context around a tile: tiles overlap by 16 >= the 9x9 receptive field
 DEFAULT_TILE = 512  # LR pixels per tile side: about 250 MiB of activations for rgb, any image size
+BICUBIC_RADIUS = 2  # LR pixels on each side that bicubic interpolation weighs (a 5x5 window covers all r)
+
+
+def keys_cubic(distance, a=-0.5):
+  """Keys' cubic convolution kernel; a = -0.5 is the bicubic of MATLAB's imresize and of Pillow."""
+  distance = np.abs(distance)
+  near = ((a + 2) * distance - (a + 3)) * distance ** 2 + 1  # |d| <= 1
+  far = ((distance - 5) * distance + 8) * distance * a - 4 * a  # 1 < |d| < 2
+  return np.where(distance <= 1, near, np.where(distance < 2, far, 0.0))
+
+
+def bicubic_weights(scale):
+  """[r, 5] float32: the weights of LR pixels -2..2 for HR offset p = 0..r-1 within an LR pixel's cell.
+
+  HR pixel r*i + p has its centre at LR coordinate i + (p + 0.5) / r - 0.5 (pixel centres at integers).
+  """
+  offsets = (np.arange(scale) + 0.5) / scale - 0.5  # [r]: where each HR row of the cell lies, in LR pixels
+  taps = np.arange(-BICUBIC_RADIUS, BICUBIC_RADIUS + 1)  # [5]
+  weights = keys_cubic(taps[None, :] - offsets[:, None])  # [r, 5]
+  return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def bicubic_upscale(images, scale):
+  """Bicubic interpolation by r as a sub-pixel convolution with fixed weights: [N, H, W, C] -> [N, rH, rW, C].
+
+  Like ESPCN's last layer, each of the r*r output channels per colour holds one HR position of the LR
+  pixel's r x r cell; here its 5x5 weights are the bicubic ones instead of learned, and PS places them.
+  The image is mirrored at its edges (tf.pad SYMMETRIC), as MATLAB's imresize does.
+  """
+  channels = images.shape[-1]
+  weights_1d = bicubic_weights(scale)  # [r, 5]
+  kernel = np.zeros([2 * BICUBIC_RADIUS + 1] * 2 + [channels, scale * scale * channels], np.float32)
+  for colour in range(channels):
+    for p in range(scale):  # row offset in the cell
+      for q in range(scale):  # column offset: PS takes channel c*r*r + q*r + p to (p, q) of colour c
+        kernel[:, :, colour, colour * scale * scale + q * scale + p] = np.outer(weights_1d[p], weights_1d[q])
+  pad = [[0, 0], [BICUBIC_RADIUS, BICUBIC_RADIUS], [BICUBIC_RADIUS, BICUBIC_RADIUS], [0, 0]]
+  padded = tf.pad(images, pad, mode='SYMMETRIC')  # [N, H+4, W+4, C]
+  subpixels = tf.nn.conv2d(padded, kernel, strides=[1, 1, 1, 1], padding='VALID')  # [N, H, W, r*r*C]
+  return phase_shift(subpixels, scale, channels)  # [N, rH, rW, C]
+
+
+def rgb_to_ycbcr(rgb):
+  """float32 [..., 3] R, G, B in [0, 255] -> Y, Cb, Cr (BT.601 studio range, utils.YCBCR_FROM_RGB)."""
+  ycbcr_from_rgb = utils.YCBCR_FROM_RGB.T.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
+  return tf.tensordot(rgb, ycbcr_from_rgb, 1) + utils.YCBCR_OFFSET.astype(np.float32)
+
+
+def ycbcr_to_rgb(ycbcr):
+  """The inverse of rgb_to_ycbcr: float32 [..., 3] Y, Cb, Cr -> R, G, B in [0, 255] (not clipped)."""
+  rgb_from_ycbcr = np.linalg.inv(utils.YCBCR_FROM_RGB).T.astype(np.float32)
+  return tf.tensordot(ycbcr - utils.YCBCR_OFFSET.astype(np.float32), rgb_from_ycbcr, 1)
+
+
+def reconstruction_graph(build_network, scale, channels):
+  """The reconstruction step for colour images, 8-bit RGB in and out, as one graph around the network.
+
+  'y' (the paper): the network upscales Y; Cb and Cr are upscaled by bicubic interpolation; the three go
+  back to RGB. 'rgb' (the blog): the network upscales R, G and B. `build_network` builds the network on a
+  float32 batch [N, H, W, C] in [0, 1]. Returns the tensors (lr_pixels, lr_images, sr_images, sr_pixels):
+    lr_pixels   uint8 placeholder [N, H, W, 3]
+    lr_images   the network's input [N, H, W, C], computed from lr_pixels unless fed (gray images are)
+    sr_images   the network's output [N, rH, rW, C]
+    sr_pixels   uint8 [N, rH, rW, 3]
+  The steps after the network touch every output value a few times each; XLA fuses them into one pass
+  (README, "Speed and memory").
+  """
+  lr_pixels = tf.placeholder(tf.uint8, [None, None, None, 3], name='lr_pixels')
+  lr_rgb = tf.cast(lr_pixels, tf.float32)  # [N, H, W, 3] in [0, 255]
+  if channels == 'y':
+    lr_ycbcr = rgb_to_ycbcr(lr_rgb)  # [N, H, W, 3]
+    network_input = lr_ycbcr[..., :1] / 255.0  # [N, H, W, 1]
+  else:
+    network_input = lr_rgb / 255.0  # [N, H, W, 3]
+  lr_images = tf.placeholder_with_default(network_input, [None, None, None, utils.CHANNEL_MODES[channels]],
+                                          name='lr_images')
+  sr_images = build_network(lr_images)  # [N, rH, rW, C]
+  if channels == 'y':
+    sr_chroma = bicubic_upscale(lr_ycbcr[..., 1:], scale)  # [N, rH, rW, 2]: Cb, Cr
+  with tf.xla.experimental.jit_scope():
+    if channels == 'y':
+      sr_rgb = ycbcr_to_rgb(tf.concat([255.0 * sr_images, sr_chroma], axis=-1))  # [N, rH, rW, 3]
+    else:
+      sr_rgb = 255.0 * sr_images  # [N, rH, rW, 3]
+    sr_pixels = tf.saturate_cast(tf.round(sr_rgb), tf.uint8)  # [N, rH, rW, 3]
+  return lr_pixels, lr_images, sr_images, sr_pixels
 
 
 def tiles(height, width, tile):
@@ -114,26 +203,29 @@ def tiles(height, width, tile):
 
 
 class Upscaler:
-  """Runs an ESPCN graph on whole images and handles their colour: the reconstruction step.
+  """Runs the reconstruction graph on whole images of any size: the reconstruction step.
 
-  In 'y' mode the network sees only luminance; the chroma comes from bicubic upscaling and is merged back.
-  In 'rgb' mode the network sees all three channels. A grayscale image stays grayscale in both modes.
+  Colour images go through reconstruction_graph, pixels in, pixels out. A grayscale image stays grayscale
+  in both modes: its gray level is the luminance that the 'y' network sees, and the 'rgb' network sees
+  R = G = B and returns the mean of its three channels.
 
-  Images larger than one tile are processed tile by tile, each with TILE_MARGIN pixels of context, from
-  the network through the colour merge to uint8: memory is bounded by the tile, and since every output
-  pixel sees only RECEPTIVE_RADIUS pixels around it, the result is that of one pass over the whole image
-  (up to float32 rounding: the convolution kernels may sum in another order for another shape).
+  Images larger than one tile are processed tile by tile, each with TILE_MARGIN pixels of context (more than
+  the network's RECEPTIVE_RADIUS and BICUBIC_RADIUS): memory is bounded by the tile, and since every output
+  pixel sees only the pixels within those radii, the result is that of one pass over the whole image (up
+  to float32 rounding: the convolution kernels may sum in another order for another shape).
   """
 
-  def __init__(self, session, lr_images, sr_images, scale, channels, tile=DEFAULT_TILE, precision='float32'):
+  def __init__(self, session, build_network, scale, channels, tile=DEFAULT_TILE, precision='float32'):
+    """Adds reconstruction_graph to the session's graph; `build_network` shares the session's weights."""
     self.session = session
-    self.lr_images = lr_images  # placeholder [N, H, W, C]
-    self.sr_images = sr_images  # [N, rH, rW, C]
     self.scale = scale
     self.channels = channels
     self.tile = tile
     self.precision = precision
     self.checkpoint = None
+    with session.graph.as_default(), tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
+      self.lr_pixels, self.lr_images, self.sr_images, self.sr_pixels = reconstruction_graph(
+          build_network, scale, channels)
 
   @classmethod
   def from_checkpoint(cls, checkpoint_dir, scale, channels, tile=DEFAULT_TILE, precision='float32'):
@@ -166,87 +258,67 @@ class Upscaler:
 
   @classmethod
   def build(cls, scale, channels, output_activation, tile, precision='float32', seed=None):
-    """The inference graph in a session of its own, weights not yet set."""
+    """An Upscaler with a graph of its own, its weights not yet initialised or restored."""
     graph = tf.Graph()
     with graph.as_default():
       tf.set_random_seed(seed)
-      num_channels = utils.CHANNEL_MODES[channels]
-      lr_images = tf.placeholder(tf.float32, [None, None, None, num_channels], name='lr_images')
-      sr_images = espcn(lr_images, scale, num_channels, output_activation, PRECISIONS[precision])
-    return cls(tf.Session(graph=graph), lr_images, sr_images, scale, channels, tile, precision)
+    network = functools.partial(espcn, scale=scale, channels=utils.CHANNEL_MODES[channels],
+                                output_activation=output_activation, layer2_dtype=PRECISIONS[precision])
+    return cls(tf.Session(graph=graph), network, scale, channels, tile, precision)
 
   def network(self, lr_array, bands=None):
-    """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: the network on one image.
+    """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: the network alone on one image."""
+    return self._in_bands(self.sr_images, self.lr_images, lr_array, bands)
+
+  def _in_bands(self, output, placeholder, image, bands=None):
+    """Runs `output` on one `image` [H, W, ...] fed to `placeholder`; returns its [rH, rW, ...].
 
     The image goes in as a batch of `bands` horizontal bands (default: one per core, if the image is tall
     enough), each with TILE_MARGIN rows of context: TensorFlow's CPU convolutions spread a batch over the
     cores much better than a single image (README, "Speed and memory"), and thanks to the margins the
     result is that of one pass.
     """
-    height, r = lr_array.shape[0], self.scale
+    height, r = image.shape[0], self.scale
     if bands is None:
       bands = max(1, min(utils.WORKERS, height // (4 * TILE_MARGIN)))  # (bands much taller than the margins)
     rows = -(-height // bands)  # rows that each band delivers; the last one may deliver fewer
     window = min(height, rows + 2 * TILE_MARGIN)  # rows that each band sees: all bands of one size
     tops = [band * rows for band in range(bands)]
     window_tops = [min(max(top - TILE_MARGIN, 0), height - window) for top in tops]
-    batch = np.stack([lr_array[window_top:window_top + window] for window_top in window_tops])  # [B, w, W, C]
-    sr_batch = self.session.run(self.sr_images, {self.lr_images: batch})  # [B, r*w, rW, C]
-    return np.concatenate([sr[(top - window_top) * r:(min(top + rows, height) - window_top) * r]
-                           for sr, top, window_top in zip(sr_batch, tops, window_tops)])
+    batch = np.stack([image[window_top:window_top + window] for window_top in window_tops])  # [B, w, W, ...]
+    results = self.session.run(output, {placeholder: batch})  # [B, r*w, rW, ...]
+    return np.concatenate([result[(top - window_top) * r:(min(top + rows, height) - window_top) * r]
+                           for result, top, window_top in zip(results, tops, window_tops)])
 
   def upscale(self, image):
     """uint8 [H, W, 3] RGB or [H, W] grayscale -> uint8 image of r*H x r*W in the same layout."""
     r = self.scale
     height, width = image.shape[:2]
     output = np.empty((height * r, width * r) + image.shape[2:], np.uint8)
-    pending_bicubic = None
-    if self.channels == 'y' and image.ndim == 3:  # its chroma is merged with the network's luminance;
-      pending_bicubic = utils.THREADS.submit(  # Pillow releases the GIL: made while the network runs
-          lambda: np.asarray(utils.bicubic_resize(Image.fromarray(image), (width * r, height * r))))
     for top, left, bottom, right in tiles(height, width, self.tile):
       window_top, window_left = max(top - TILE_MARGIN, 0), max(left - TILE_MARGIN, 0)
       window = image[window_top:min(bottom + TILE_MARGIN, height),
                      window_left:min(right + TILE_MARGIN, width)]
-      sr_window = self.network(self.network_input(window))  # [rh, rw, C] of the window
-      sr_tile = sr_window[(top - window_top) * r:(bottom - window_top) * r,
-                          (left - window_left) * r:(right - window_left) * r]
-      hr_box = (slice(top * r, bottom * r), slice(left * r, right * r))
-      bicubic_tile = None if pending_bicubic is None else pending_bicubic.result()[hr_box]
-      self._fill(output[hr_box], sr_tile, image.ndim == 2, bicubic_tile)
+      sr_window = self._reconstruct(window)  # [rh, rw] or [rh, rw, 3] of the window
+      rows = slice((top - window_top) * r, (bottom - window_top) * r)
+      columns = slice((left - window_left) * r, (right - window_left) * r)
+      output[top * r:bottom * r, left * r:right * r] = sr_window[rows, columns]
     return output
 
-  def _fill(self, output_tile, sr_tile, gray, bicubic_tile):
-    """Writes _to_pixels of a tile into `output_tile`, its rows split between the cores.
-
-    The merge is a few passes of NumPy over every output value, about a fifth of the network's time for a
-    1080p frame on one core; NumPy releases the GIL, so threads halve it on two cores.
-    """
-    def fill_rows(rows):
-      bicubic_rows = None if bicubic_tile is None else bicubic_tile[rows]
-      output_tile[rows] = self._to_pixels(sr_tile[rows], gray, bicubic_rows)
-    utils.in_row_blocks(fill_rows, output_tile.shape[0])
+  def _reconstruct(self, window):
+    """uint8 [h, w, 3] or [h, w] -> uint8 [rh, rw, 3] or [rh, rw]."""
+    if window.ndim == 3:
+      return self._in_bands(self.sr_pixels, self.lr_pixels, window)
+    sr = self.network(self.network_input(window))  # [rh, rw, C]
+    return utils.to_uint8(255.0 * sr.mean(axis=2))  # 'y': the one channel; 'rgb': the mean of R, G, B
 
   def network_input(self, window):
     """What the network sees of a uint8 window, as float32 [h, w, C] in [0, 1].
 
-    A gray level is luminance: the 'y' network takes it as it is, the 'rgb' one sees R = G = B.
+    Of a colour window: Y or RGB, computed by the graph. A gray level is luminance: the 'y' network takes it
+    as it is, the 'rgb' one sees R = G = B.
     """
-    if self.channels == 'y':
-      luma = window if window.ndim == 2 else utils.luminance(window)
-      return luma.astype(np.float32)[..., None] / 255.0
-    rgb = window if window.ndim == 3 else np.repeat(window[..., None], 3, axis=2)
-    return rgb.astype(np.float32) / 255.0
-
-  @staticmethod
-  def _to_pixels(sr, gray, bicubic):
-    """The network's float32 [rh, rw, C] output as uint8 pixels: [rh, rw] if `gray`, else [rh, rw, 3].
-
-    `bicubic` (uint8 RGB of the same region) is given for colour input in 'y' mode: its chroma is merged
-    with the network's Y.
-    """
-    if gray:
-      return utils.to_uint8(255.0 * sr.mean(axis=2))  # 'y': the one channel; 'rgb': the mean of R, G, B
-    if bicubic is None:
-      return utils.to_uint8(255.0 * sr)
-    return utils.to_uint8(utils.replace_luminance(bicubic, 255.0 * sr[..., 0]))
+    if window.ndim == 3:
+      return self.session.run(self.lr_images, {self.lr_pixels: window[None]})[0]
+    gray = window.astype(np.float32)[..., None] / 255.0  # [h, w, 1]
+    return gray if self.channels == 'y' else np.repeat(gray, 3, axis=2)

@@ -188,8 +188,8 @@ def matmul_run(size=MATMUL_SIZE):
 def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   """Times, in turn run by run: the FP32 peak (a matmul), the network on one frame of `output_size`
   (width, height) as bands and as one image, the whole job on a PNG file, and this repo's and Pillow's PNG
-  encoders on the result. `float32_twin`, the same model in float32 when `upscaler` runs in reduced
-  precision, is timed alongside: the baseline of its speed-up.
+  encoders on the result (and the sizes of their files). `float32_twin`, the same model in float32 when
+  `upscaler` runs in reduced precision, is timed alongside: the baseline of its speed-up.
   """
   scale, width, height = upscaler.scale, output_size[0], output_size[1]
   if width % scale or height % scale:
@@ -200,11 +200,11 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   frame.save(frame_path)
   result = upscale_image(upscaler, frame)
   pillow_result = Image.fromarray(result)
+  encoders = [lambda: utils.save_png(result, output_path),
+              lambda: pillow_result.save(output_path, format='PNG', compress_level=1)]
   timed = [lambda: upscaler.network(network_input),
            lambda: upscaler.network(network_input, bands=1),
-           lambda: upscale_file(upscaler, lambda: utils.load_image(frame_path), output_path),
-           lambda: utils.save_png(result, output_path),
-           lambda: pillow_result.save(output_path, format='PNG', compress_level=1)]
+           lambda: upscale_file(upscaler, lambda: utils.load_image(frame_path), output_path)] + encoders
   if float32_twin:
     timed.append(lambda: float32_twin.network(network_input))
   with matmul_run() as matmul:
@@ -224,6 +224,9 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
             'end_to_end_ratio': float(np.median(end_to_end_seconds)) / median,
             'png_encode_ms_median': 1e3 * float(np.median(encode_seconds)),
             'pillow_png_encode_ms_median': 1e3 * float(np.median(pillow_encode_seconds))}
+  for key, encode in zip(('png_bytes', 'pillow_png_bytes'), encoders):
+    encode()
+    report[key] = os.path.getsize(output_path)
   if float32_seconds:
     float32_median = float(np.median(float32_seconds[0]))
     report.update({'float32_model_ms_median': 1e3 * float32_median,

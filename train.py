@@ -9,6 +9,7 @@ continues its step count; --epochs/--steps give the total to reach, not the numb
 """
 import collections
 import contextlib
+import functools
 import json
 import math
 import os
@@ -221,8 +222,10 @@ class Trainer:
     self.checkpoint_dir = checkpoint_dir
     self.saver = tf.train.Saver(max_to_keep=2, save_relative_paths=True)
     self.best_saver = tf.train.Saver(max_to_keep=1, save_relative_paths=True)
-    self.upscaler = espcn.Upscaler(session, graph.lr_patches, graph.sr_patches, config['scale'],
-                                   config['channels'])
+    network = functools.partial(espcn.espcn, scale=config['scale'],
+                                channels=utils.CHANNEL_MODES[config['channels']],
+                                output_activation=config['output_activation'])
+    self.upscaler = espcn.Upscaler(session, network, config['scale'], config['channels'])
     self.segment_started = time.time()
     self.seconds_before = 0.0
 

@@ -1,7 +1,7 @@
 """Helpers shared by prepare_data.py, train.py and generate.py: files, colour, patches and metrics.
 
-Everything here is plain NumPy, Pillow and the standard library, so the data pipeline and the evaluation
-can be read (and tested) without TensorFlow.
+Everything here is NumPy, Pillow, ISA-L (PNG compression) and the standard library, so the data pipeline and
+the evaluation can be read (and tested) without TensorFlow.
 """
 import concurrent.futures
 import contextlib
@@ -9,10 +9,10 @@ import json
 import os
 import struct
 import sys
-import zlib
 
 import numpy as np
 from absl import flags
+from isal import isal_zlib
 from PIL import Image
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -20,7 +20,7 @@ CHANNEL_MODES = {'rgb': 3, 'y': 1}  # --channels -> number of channels the netwo
 MODEL_CONFIG_FILE = 'config.json'  # written by train.py next to its checkpoints
 MODEL_CARD_FILE = 'MODEL.md'  # marks a folder that holds a shipped model
 WORKERS = os.cpu_count() or 1
-THREADS = concurrent.futures.ThreadPoolExecutor(WORKERS)  # for NumPy, zlib and Pillow, which release the GIL
+THREADS = concurrent.futures.ThreadPoolExecutor(WORKERS)  # for NumPy and ISA-L, which release the GIL
 
 
 class InputError(Exception):
@@ -121,25 +121,25 @@ def save_png(image, path):
 
 def in_row_blocks(function, height):
   """Calls function(rows) for one slice of the `height` rows per core, in parallel threads; returns the
-  results in row order. For NumPy or zlib work on large images: both release the GIL."""
+  results in row order. For NumPy or deflate work on large images: both release the GIL."""
   bounds = np.linspace(0, height, min(WORKERS, height) + 1).astype(int)
   return list(THREADS.map(function, [slice(start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]))
 
 
 PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: gray, gray+alpha, RGB, RGBA
 PNG_BLOCK_BYTES = 1 << 22  # rows are compressed in independent blocks of up to 4 MiB, one per core at a time
+PNG_DEFLATE_LEVEL = 1  # of ISA-L's 0 (fastest, largest) to 3
 
 
 def write_png(pixels, stream):
   """Writes uint8 [H, W] or [H, W, C] (C = 1 to 4) pixels to a binary stream as an 8-bit PNG.
 
-  Not Pillow's encoder, for speed: Pillow tries five row filters on every row and compresses on one core,
-  which made encoding the largest cost after the network in the end-to-end time of `generate.py
-  --benchmark`. Here every row gets PNG's 'Sub' filter and blocks of rows are compressed in parallel threads
-  (zlib releases the GIL), with zlib's fastest level and run-length strategy: the benchmark reports both
-  encoders' times (README), and the file is about as large as Pillow's at compress_level=1. Each block is a
-  deflate stream of its own ended by a sync flush, so that the blocks join into one valid stream (as pigz
-  does); any PNG reader decodes it.
+  Not Pillow's encoder, for speed: Pillow tries five row filters on every row and compresses with zlib on
+  one core, which made encoding the largest cost after the network in the end-to-end time of `generate.py
+  --benchmark`. Here every row gets PNG's 'Sub' filter, and blocks of rows are deflated in parallel threads
+  by ISA-L (Intel's deflate, faster than zlib at its fastest level; it releases the GIL): the
+  benchmark reports both encoders' times (README). Each block is a deflate stream of its own ended by a sync
+  flush, so that the blocks join into one valid stream (as pigz does); any PNG reader decodes it.
   """
   if pixels.dtype != np.uint8:
     raise ValueError(f'write_png takes uint8 pixels, not {pixels.dtype}')
@@ -150,7 +150,7 @@ def write_png(pixels, stream):
   stream.write(_png_chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, PNG_COLOUR_TYPES[channels],
                                                0, 0, 0)))  # deflate, a filter type per row, no interlace
   stream.write(_png_chunk(b'IDAT', b'\x78\x01'))  # zlib header: deflate with a 32 KiB window
-  checksum = zlib.adler32(b'')
+  checksum = isal_zlib.adler32(b'')
   group_rows = max(1, WORKERS * PNG_BLOCK_BYTES // rows.shape[1])  # one block per core at a time
   for top in range(0, height, group_rows):
     group = rows[top:top + group_rows]
@@ -158,7 +158,7 @@ def write_png(pixels, stream):
     blocks = in_row_blocks(lambda block: _deflate_rows(  # the last block of all finishes the stream
         group[block], channels, last_group and block.stop == len(group)), len(group))
     for filtered, compressed in blocks:
-      checksum = zlib.adler32(filtered, checksum)
+      checksum = isal_zlib.adler32(filtered, checksum)
       stream.write(_png_chunk(b'IDAT', compressed))
   stream.write(_png_chunk(b'IDAT', struct.pack('>I', checksum)))  # zlib trailer: adler32 of all rows
   stream.write(_png_chunk(b'IEND', b''))
@@ -166,7 +166,8 @@ def write_png(pixels, stream):
 
 def _png_chunk(kind, data):
   """A PNG chunk: length, 4-letter type, data and the CRC-32 of type and data."""
-  return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(data, zlib.crc32(kind)))
+  checksum = isal_zlib.crc32(data, isal_zlib.crc32(kind))
+  return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', checksum)
 
 
 def _deflate_rows(rows, channels, last):
@@ -179,8 +180,10 @@ def _deflate_rows(rows, channels, last):
   filtered[:, 0] = 1
   filtered[:, 1:channels + 1] = rows[:, :channels]
   np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, channels + 1:])
-  compressor = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_RLE)
-  compressed = compressor.compress(filtered) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+  compressor = isal_zlib.compressobj(  # a raw deflate stream: the zlib header and trailer are write_png's
+      PNG_DEFLATE_LEVEL, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+  compressed = compressor.compress(filtered) + compressor.flush(
+      isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
   return filtered, compressed
 
 
@@ -225,24 +228,10 @@ def check_model_config(config, checkpoint_dir, scale, channels):
 # Colour: ITU-R BT.601 YCbCr as MATLAB's rgb2ycbcr (studio range, Y in [16, 235] for 8-bit input)
 # ---------------------------------------------------------------------------------------------------------
 
-_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0  # Y = 16 + R, G, B (0-255) weighted by these
-_Y_RANGE = _Y_WEIGHTS.sum()  # 219/255: Y moves by this much when R, G and B all move by 1
-
-
-def replace_luminance(rgb, luma):
-  """float32 RGB with the chroma (Cb, Cr) of uint8 [H, W, 3] `rgb` and the luminance `luma` [H, W].
-
-  This is the merge of the paper's y mode (the network's Y, bicubic's Cb and Cr). Adding the same amount
-  to R, G and B leaves Cb and Cr unchanged and moves Y by 219/255 of it, so the merge is one weighted sum
-  and one add instead of a conversion to YCbCr and back.
-  """
-  rgb = rgb.astype(np.float32)
-  current_luma = rgb @ _Y_WEIGHTS.astype(np.float32)
-  current_luma += 16.0
-  shift = np.subtract(luma, current_luma, out=current_luma)  # in place: a 1080p frame is 2 M values
-  shift /= np.float32(_Y_RANGE)
-  rgb += shift[..., None]
-  return rgb
+YCBCR_FROM_RGB = np.array([[65.481, 128.553, 24.966],  # Y  } from R, G, B in [0, 255];
+                           [-37.797, -74.203, 112.0],  # Cb } each row of Cb and Cr sums to 0,
+                           [112.0, -93.786, -18.214]]) / 255.0  # Cr } the row of Y to 219/255
+YCBCR_OFFSET = np.array([16.0, 128.0, 128.0])
 
 
 def luminance(image):
@@ -254,7 +243,7 @@ def luminance(image):
   image = np.asarray(image, np.float64)
   if image.ndim == 2:
     return image
-  return 16.0 + image @ _Y_WEIGHTS
+  return YCBCR_OFFSET[0] + image @ YCBCR_FROM_RGB[0]
 
 
 def to_uint8(values):

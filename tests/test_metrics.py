@@ -70,15 +70,3 @@ def test_identical_images_score_infinite_psnr_and_unit_ssim(make_image):
   image = np.asarray(make_image(40, 32))
   assert utils.psnr_y(image, image, 3) == float('inf')
   assert utils.ssim_y(image, image, 3) == pytest.approx(1.0, abs=1e-9)
-
-
-def test_replacing_luminance_keeps_the_chroma_of_bt601():
-  """The y-mode merge: Y becomes the given one; Cb and Cr (MATLAB's rgb2ycbcr rows) stay as they were."""
-  rng = np.random.default_rng(4)
-  rgb = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
-  target_luma = rng.uniform(16, 235, (6, 7))
-  merged = utils.replace_luminance(rgb, target_luma).astype(np.float64)
-  chroma_rows = np.array([[-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
-  np.testing.assert_allclose(merged @ chroma_rows.T, rgb.astype(np.float64) @ chroma_rows.T, atol=1e-3)
-  np.testing.assert_allclose(16 + merged @ (np.array([65.481, 128.553, 24.966]) / 255.0), target_luma,
-                             atol=1e-3)
