@@ -15,6 +15,7 @@ images of any size. Pixel values are in [0, 1].
 """
 import functools
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -129,6 +130,13 @@ def bicubic_upscale(images, scale):
 
   Like ESPCN's last layer, each of the r*r output channels per colour holds one HR position of the LR
   pixel's r x r cell; here its 5x5 weights are the bicubic ones instead of learned, and PS places them.
+  """
+  return phase_shift(bicubic_subpixels(images, scale), scale, images.shape[-1])
+
+
+def bicubic_subpixels(images, scale):
+  """The convolution of bicubic_upscale: [N, H, W, C] -> [N, H, W, r*r*C], in PS's channel order.
+
   The image is mirrored at its edges (tf.pad SYMMETRIC), as MATLAB's imresize does.
   """
   channels = images.shape[-1]
@@ -140,8 +148,7 @@ def bicubic_upscale(images, scale):
         kernel[:, :, colour, colour * scale * scale + q * scale + p] = np.outer(weights_1d[p], weights_1d[q])
   pad = [[0, 0], [BICUBIC_RADIUS, BICUBIC_RADIUS], [BICUBIC_RADIUS, BICUBIC_RADIUS], [0, 0]]
   padded = tf.pad(images, pad, mode='SYMMETRIC')  # [N, H+4, W+4, C]
-  subpixels = tf.nn.conv2d(padded, kernel, strides=[1, 1, 1, 1], padding='VALID')  # [N, H, W, r*r*C]
-  return phase_shift(subpixels, scale, channels)  # [N, rH, rW, C]
+  return tf.nn.conv2d(padded, kernel, strides=[1, 1, 1, 1], padding='VALID')  # [N, H, W, r*r*C]
 
 
 def rgb_to_ycbcr(rgb):
@@ -156,20 +163,37 @@ def ycbcr_to_rgb(ycbcr):
   return tf.tensordot(ycbcr - utils.YCBCR_OFFSET.astype(np.float32), rgb_from_ycbcr, 1)
 
 
+def join_bands(bands, rows):
+  """[B, h, W, C] bands of an image -> [len(rows), W, C]: the image, its row i from row rows[i] of the bands
+  stacked top to bottom (row b*h + j is row j of band b). See Upscaler._in_bands.
+  """
+  shape = tf.shape(bands)
+  stacked = tf.reshape(bands, [shape[0] * shape[1], shape[2], shape[3]])  # [B*h, W, C]
+  return tf.gather(stacked, rows)
+
+
+class Reconstruction(NamedTuple):
+  """The tensors of reconstruction_graph."""
+  lr_pixels: tf.Tensor  # uint8 placeholder [N, H, W, 3]: an RGB image, or the bands of one
+  band_rows: tf.Tensor  # int32 placeholder [rH]: which rows of the N stacked outputs make the image
+  lr_images: tf.Tensor  # the network's input [N, H, W, C], from lr_pixels unless fed (gray images are)
+  sr_image: tf.Tensor  # the network's output, joined (join_bands): float32 [rH, rW, C]
+  sr_pixels: tf.Tensor  # the reconstruction, joined: uint8 [rH, rW, 3]
+
+
 def reconstruction_graph(build_network, scale, channels):
   """The reconstruction step for colour images, 8-bit RGB in and out, as one graph around the network.
 
   'y' (the paper): the network upscales Y; Cb and Cr are upscaled by bicubic interpolation; the three go
   back to RGB. 'rgb' (the blog): the network upscales R, G and B. `build_network` builds the network on a
-  float32 batch [N, H, W, C] in [0, 1]. Returns the tensors (lr_pixels, lr_images, sr_images, sr_pixels):
-    lr_pixels   uint8 placeholder [N, H, W, 3]
-    lr_images   the network's input [N, H, W, C], computed from lr_pixels unless fed (gray images are)
-    sr_images   the network's output [N, rH, rW, C]
-    sr_pixels   uint8 [N, rH, rW, 3]
-  The steps after the network touch every output value a few times each; XLA fuses them into one pass
+  float32 batch [N, H, W, C] in [0, 1]. The image may come as a batch of bands (Upscaler._in_bands): the
+  results are joined into one image at the end.
+
+  The steps after the convolutions touch every output value a few times each; XLA fuses them into one pass
   (README, "Speed and memory").
   """
   lr_pixels = tf.placeholder(tf.uint8, [None, None, None, 3], name='lr_pixels')
+  band_rows = tf.placeholder(tf.int32, [None], name='band_rows')
   lr_rgb = tf.cast(lr_pixels, tf.float32)  # [N, H, W, 3] in [0, 255]
   if channels == 'y':
     lr_ycbcr = rgb_to_ycbcr(lr_rgb)  # [N, H, W, 3]
@@ -180,14 +204,15 @@ def reconstruction_graph(build_network, scale, channels):
                                           name='lr_images')
   sr_images = build_network(lr_images)  # [N, rH, rW, C]
   if channels == 'y':
-    sr_chroma = bicubic_upscale(lr_ycbcr[..., 1:], scale)  # [N, rH, rW, 2]: Cb, Cr
+    chroma_subpixels = bicubic_subpixels(lr_ycbcr[..., 1:], scale)  # [N, H, W, r*r*2]: Cb, Cr
   with tf.xla.experimental.jit_scope():
     if channels == 'y':
+      sr_chroma = phase_shift(chroma_subpixels, scale, 2)  # [N, rH, rW, 2]
       sr_rgb = ycbcr_to_rgb(tf.concat([255.0 * sr_images, sr_chroma], axis=-1))  # [N, rH, rW, 3]
     else:
       sr_rgb = 255.0 * sr_images  # [N, rH, rW, 3]
-    sr_pixels = tf.saturate_cast(tf.round(sr_rgb), tf.uint8)  # [N, rH, rW, 3]
-  return lr_pixels, lr_images, sr_images, sr_pixels
+    sr_pixels = join_bands(tf.saturate_cast(tf.round(sr_rgb), tf.uint8), band_rows)  # [rH, rW, 3]
+  return Reconstruction(lr_pixels, band_rows, lr_images, join_bands(sr_images, band_rows), sr_pixels)
 
 
 def tiles(height, width, tile):
@@ -224,7 +249,7 @@ class Upscaler:
     self.precision = precision
     self.checkpoint = None
     with session.graph.as_default(), tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
-      self.lr_pixels, self.lr_images, self.sr_images, self.sr_pixels = reconstruction_graph(
+      self.lr_pixels, self.band_rows, self.lr_images, self.sr_image, self.sr_pixels = reconstruction_graph(
           build_network, scale, channels)
 
   @classmethod
@@ -268,15 +293,16 @@ class Upscaler:
 
   def network(self, lr_array, bands=None):
     """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: the network alone on one image."""
-    return self._in_bands(self.sr_images, self.lr_images, lr_array, bands)
+    return self._in_bands(self.sr_image, self.lr_images, lr_array, bands)
 
   def _in_bands(self, output, placeholder, image, bands=None):
-    """Runs `output` on one `image` [H, W, ...] fed to `placeholder`; returns its [rH, rW, ...].
+    """Runs `output` (sr_image or sr_pixels) on one `image` [H, W, ...] fed to `placeholder` as a batch
+    of bands; returns its [rH, rW, ...].
 
     The image goes in as a batch of `bands` horizontal bands (default: one per core, if the image is tall
     enough), each with TILE_MARGIN rows of context: TensorFlow's CPU convolutions spread a batch over the
     cores much better than a single image (README, "Speed and memory"), and thanks to the margins the
-    result is that of one pass.
+    result is that of one pass. `band_rows` tells the graph which output rows make the image (join_bands).
     """
     height, r = image.shape[0], self.scale
     if bands is None:
@@ -286,9 +312,10 @@ class Upscaler:
     tops = [band * rows for band in range(bands)]
     window_tops = [min(max(top - TILE_MARGIN, 0), height - window) for top in tops]
     batch = np.stack([image[window_top:window_top + window] for window_top in window_tops])  # [B, w, W, ...]
-    results = self.session.run(output, {placeholder: batch})  # [B, r*w, rW, ...]
-    return np.concatenate([result[(top - window_top) * r:(min(top + rows, height) - window_top) * r]
-                           for result, top, window_top in zip(results, tops, window_tops)])
+    band_rows = np.concatenate([band * window * r + np.arange((top - window_top) * r,
+                                                              (min(top + rows, height) - window_top) * r)
+                                for band, (top, window_top) in enumerate(zip(tops, window_tops))])  # [rH]
+    return self.session.run(output, {placeholder: batch, self.band_rows: band_rows})
 
   def upscale(self, image):
     """uint8 [H, W, 3] RGB or [H, W] grayscale -> uint8 image of r*H x r*W in the same layout."""

@@ -47,8 +47,10 @@ def test_bands_of_one_batch_give_the_output_of_one_pass(upscaler):
   model = upscaler(3, 'y')
   image = smooth_rgb(97, 45)
   lr_array = model.network_input(image)
-  one_pass = model.session.run(model.sr_images, {model.lr_images: lr_array[None]})[0]
-  one_pass_pixels = model.session.run(model.sr_pixels, {model.lr_pixels: image[None]})[0]
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(utils, 'WORKERS', 1)  # one band
+    one_pass, one_pass_pixels = model.network(lr_array), model.upscale(image)
+  assert one_pass.shape == (3 * 97, 3 * 45, 1) and one_pass_pixels.shape == (3 * 97, 3 * 45, 3)
   for workers in (2, 3):
     with pytest.MonkeyPatch.context() as patch:
       patch.setattr(utils, 'WORKERS', workers)
