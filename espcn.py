@@ -125,19 +125,13 @@ def bicubic_weights(scale):
   return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def bicubic_upscale(images, scale):
-  """Bicubic interpolation by r as a sub-pixel convolution with fixed weights: [N, H, W, C] -> [N, rH, rW, C].
+def bicubic_subpixels(images, scale):
+  """Bicubic interpolation by r as a sub-pixel convolution, fixed weights: [N, H, W, C] -> [N, H, W, r*r*C].
 
   Like ESPCN's last layer, each of the r*r output channels per colour holds one HR position of the LR
-  pixel's r x r cell; here its 5x5 weights are the bicubic ones instead of learned, and PS places them.
-  """
-  return phase_shift(bicubic_subpixels(images, scale), scale, images.shape[-1])
-
-
-def bicubic_subpixels(images, scale):
-  """The convolution of bicubic_upscale: [N, H, W, C] -> [N, H, W, r*r*C], in PS's channel order.
-
-  The image is mirrored at its edges (tf.pad SYMMETRIC), as MATLAB's imresize does.
+  pixel's r x r cell, in PS's channel order; here its 5x5 weights are the bicubic ones instead of learned.
+  phase_shift(bicubic_subpixels(images, r), r, C) is the bicubic upscaled image [N, rH, rW, C]. The image
+  is mirrored at its edges (tf.pad SYMMETRIC), as MATLAB's imresize does.
   """
   channels = images.shape[-1]
   weights_1d = bicubic_weights(scale)  # [r, 5]

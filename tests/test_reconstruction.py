@@ -11,14 +11,17 @@ from espcn import tf
 
 
 def run_bicubic_upscale(image, scale):
-  """espcn.bicubic_upscale on one float32 [H, W, C] image."""
+  """Bicubic upscaling as the reconstruction graph does it (a fixed convolution, then PS), on one float32
+  [H, W, C] image."""
+  channels = image.shape[-1]
   with tf.Graph().as_default(), tf.Session() as session:
-    images = tf.placeholder(tf.float32, [None, None, None, image.shape[-1]])
-    return session.run(espcn.bicubic_upscale(images, scale), {images: image[None]})[0]
+    images = tf.placeholder(tf.float32, [None, None, None, channels])
+    upscaled = espcn.phase_shift(espcn.bicubic_subpixels(images, scale), scale, channels)
+    return session.run(upscaled, {images: image[None]})[0]
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
-def test_bicubic_upscale_is_pillows_bicubic_away_from_the_border(scale):
+def test_bicubic_subpixels_and_ps_are_pillows_bicubic_away_from_the_border(scale):
   """Same kernel as Pillow's BICUBIC (Keys, a = -0.5); only the edges differ (mirrored here, as in MATLAB;
   Pillow renormalises the weights that fall inside). Pillow's 'F' mode keeps floats, no rounding."""
   lr_image = smooth_rgb(23, 17, seed=scale)[..., 0].astype(np.float32)
@@ -30,7 +33,7 @@ def test_bicubic_upscale_is_pillows_bicubic_away_from_the_border(scale):
 
 
 @pytest.mark.parametrize('scale', [2, 3])
-def test_bicubic_upscale_keeps_constant_images_and_each_colour_apart(scale):
+def test_bicubic_subpixels_and_ps_keep_constant_images_and_each_colour_apart(scale):
   image = np.stack([np.full((6, 5), 40.0), np.full((6, 5), 200.0)], axis=-1).astype(np.float32)
   np.testing.assert_allclose(run_bicubic_upscale(image, scale), np.broadcast_to(
       image[:1, :1], (6 * scale, 5 * scale, 2)), atol=1e-3)
