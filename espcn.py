@@ -12,6 +12,10 @@ produces the high-resolution image, by rearranging r*r*C feature maps into an r-
 
 N, H and W are known only when the graph runs, so one graph serves training batches of patches and whole
 images of any size. Pixel values are in [0, 1].
+
+After the network: the reconstruction step, as a graph from 8-bit RGB to 8-bit RGB around it (bicubic
+chroma as a sub-pixel convolution with fixed weights, the colour merge), and Upscaler, which runs it on
+images of any size.
 """
 import functools
 import os
@@ -32,9 +36,6 @@ def _import_tensorflow_quietly():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   # oneDNN kernels: faster convolutions on AVX2-only CPUs, where TensorFlow leaves them off by default.
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
-  # XLA (see reconstruction_graph) compiles for each new image shape on its first run rather than after a
-  # few: every run on one shape then computes the same way, to the last bit.
-  os.environ.setdefault('TF_XLA_FLAGS', '--tf_xla_enable_lazy_compilation=false')
   saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
   os.dup2(devnull, 2)
   try:
@@ -184,7 +185,9 @@ def reconstruction_graph(build_network, scale, channels):
   results are joined into one image at the end.
 
   The steps after the convolutions touch every output value a few times each; XLA fuses them into one pass
-  (README, "Speed and memory").
+  (README, "Speed and memory"). TensorFlow compiles that pass for an image shape once the shape recurs
+  (frames of a video, tiles of one size); a shape seen once runs the same steps unfused, without the cost
+  of compiling (a compiled pass may round a rare value the other way, by one level).
   """
   lr_pixels = tf.placeholder(tf.uint8, [None, None, None, 3], name='lr_pixels')
   band_rows = tf.placeholder(tf.int32, [None], name='band_rows')
@@ -315,8 +318,11 @@ class Upscaler:
     """uint8 [H, W, 3] RGB or [H, W] grayscale -> uint8 image of r*H x r*W in the same layout."""
     r = self.scale
     height, width = image.shape[:2]
+    boxes = tiles(height, width, self.tile)
+    if len(boxes) == 1:
+      return self._reconstruct(image)  # one pass: no copy into an output array
     output = np.empty((height * r, width * r) + image.shape[2:], np.uint8)
-    for top, left, bottom, right in tiles(height, width, self.tile):
+    for top, left, bottom, right in boxes:
       window_top, window_left = max(top - TILE_MARGIN, 0), max(left - TILE_MARGIN, 0)
       window = image[window_top:min(bottom + TILE_MARGIN, height),
                      window_left:min(right + TILE_MARGIN, width)]
