@@ -237,17 +237,20 @@ class Upscaler:
   to float32 rounding: the convolution kernels may sum in another order for another shape).
   """
 
-  def __init__(self, session, build_network, scale, channels, tile=DEFAULT_TILE, precision='float32'):
-    """Adds reconstruction_graph to the session's graph; `build_network` shares the session's weights."""
+  def __init__(self, session, scale, channels, output_activation, tile=DEFAULT_TILE, precision='float32'):
+    """Adds reconstruction_graph to the session's graph, its network sharing the session's weights (those
+    of train.py's training graph, or created here for an Upscaler of its own)."""
     self.session = session
     self.scale = scale
     self.channels = channels
     self.tile = tile
     self.precision = precision
     self.checkpoint = None
+    network = functools.partial(espcn, scale=scale, channels=utils.CHANNEL_MODES[channels],
+                                output_activation=output_activation, layer2_dtype=PRECISIONS[precision])
     with session.graph.as_default(), tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
       self.lr_pixels, self.band_rows, self.lr_images, self.sr_image, self.sr_pixels = reconstruction_graph(
-          build_network, scale, channels)
+          network, scale, channels)
 
   @classmethod
   def from_checkpoint(cls, checkpoint_dir, scale, channels, tile=DEFAULT_TILE, precision='float32'):
@@ -284,9 +287,7 @@ class Upscaler:
     graph = tf.Graph()
     with graph.as_default():
       tf.set_random_seed(seed)
-    network = functools.partial(espcn, scale=scale, channels=utils.CHANNEL_MODES[channels],
-                                output_activation=output_activation, layer2_dtype=PRECISIONS[precision])
-    return cls(tf.Session(graph=graph), network, scale, channels, tile, precision)
+    return cls(tf.Session(graph=graph), scale, channels, output_activation, tile, precision)
 
   def network(self, lr_array, bands=None):
     """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: the network alone on one image."""

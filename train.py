@@ -9,7 +9,6 @@ continues its step count; --epochs/--steps give the total to reach, not the numb
 """
 import collections
 import contextlib
-import functools
 import json
 import math
 import os
@@ -222,10 +221,7 @@ class Trainer:
     self.checkpoint_dir = checkpoint_dir
     self.saver = tf.train.Saver(max_to_keep=2, save_relative_paths=True)
     self.best_saver = tf.train.Saver(max_to_keep=1, save_relative_paths=True)
-    network = functools.partial(espcn.espcn, scale=config['scale'],
-                                channels=utils.CHANNEL_MODES[config['channels']],
-                                output_activation=config['output_activation'])
-    self.upscaler = espcn.Upscaler(session, network, config['scale'], config['channels'])
+    self.upscaler = espcn.Upscaler(session, config['scale'], config['channels'], config['output_activation'])
     self.segment_started = time.time()
     self.seconds_before = 0.0
 
