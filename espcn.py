@@ -126,36 +126,36 @@ def bicubic_weights(scale):
   return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def bicubic_subpixels(images, scale):
-  """Bicubic interpolation by r as a sub-pixel convolution, fixed weights: [N, H, W, C] -> [N, H, W, r*r*C].
+def bicubic_subpixels(images, scale, mix=None):
+  """Bicubic interpolation by r as a sub-pixel convolution, fixed weights: [N, H, W, C] -> [N, H, W, r*r*D].
 
   Like ESPCN's last layer, each of the r*r output channels per colour holds one HR position of the LR
   pixel's r x r cell, in PS's channel order; here its 5x5 weights are the bicubic ones instead of learned.
   phase_shift(bicubic_subpixels(images, r), r, C) is the bicubic upscaled image [N, rH, rW, C]. The image
   is mirrored at its edges (tf.pad SYMMETRIC), as MATLAB's imresize does.
+
+  `mix` [D, C] (default: the identity, D = C) is a colour matrix applied to every pixel. Interpolation and
+  a colour matrix are both linear, so their order does not matter: folded into the kernel, the matrix
+  costs nothing and acts on LR pixels, r*r times fewer than the HR pixels it would otherwise be applied to.
   """
   channels = images.shape[-1]
+  mix = np.eye(channels) if mix is None else mix
   weights_1d = bicubic_weights(scale)  # [r, 5]
-  kernel = np.zeros([2 * BICUBIC_RADIUS + 1] * 2 + [channels, scale * scale * channels], np.float32)
-  for colour in range(channels):
+  kernel = np.zeros([2 * BICUBIC_RADIUS + 1] * 2 + [channels, scale * scale * len(mix)], np.float32)
+  for colour in range(len(mix)):
     for p in range(scale):  # row offset in the cell
-      for q in range(scale):  # column offset: PS takes channel c*r*r + q*r + p to (p, q) of colour c
-        kernel[:, :, colour, colour * scale * scale + q * scale + p] = np.outer(weights_1d[p], weights_1d[q])
+      for q in range(scale):  # column offset: PS takes channel d*r*r + q*r + p to (p, q) of colour d
+        cell_weights = np.outer(weights_1d[p], weights_1d[q])  # [5, 5]
+        kernel[:, :, :, colour * scale * scale + q * scale + p] = cell_weights[..., None] * mix[colour]
   pad = [[0, 0], [BICUBIC_RADIUS, BICUBIC_RADIUS], [BICUBIC_RADIUS, BICUBIC_RADIUS], [0, 0]]
   padded = tf.pad(images, pad, mode='SYMMETRIC')  # [N, H+4, W+4, C]
-  return tf.nn.conv2d(padded, kernel, strides=[1, 1, 1, 1], padding='VALID')  # [N, H, W, r*r*C]
+  return tf.nn.conv2d(padded, kernel, strides=[1, 1, 1, 1], padding='VALID')  # [N, H, W, r*r*D]
 
 
 def rgb_to_ycbcr(rgb):
   """float32 [..., 3] R, G, B in [0, 255] -> Y, Cb, Cr (BT.601 studio range, utils.YCBCR_FROM_RGB)."""
   ycbcr_from_rgb = utils.YCBCR_FROM_RGB.T.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
   return tf.tensordot(rgb, ycbcr_from_rgb, 1) + utils.YCBCR_OFFSET.astype(np.float32)
-
-
-def ycbcr_to_rgb(ycbcr):
-  """The inverse of rgb_to_ycbcr: float32 [..., 3] Y, Cb, Cr -> R, G, B in [0, 255] (not clipped)."""
-  rgb_from_ycbcr = np.linalg.inv(utils.YCBCR_FROM_RGB).T.astype(np.float32)
-  return tf.tensordot(ycbcr - utils.YCBCR_OFFSET.astype(np.float32), rgb_from_ycbcr, 1)
 
 
 def join_bands(bands, rows):
@@ -180,7 +180,9 @@ def reconstruction_graph(build_network, scale, channels):
   """The reconstruction step for colour images, 8-bit RGB in and out, as one graph around the network.
 
   'y' (the paper): the network upscales Y; Cb and Cr are upscaled by bicubic interpolation; the three go
-  back to RGB. 'rgb' (the blog): the network upscales R, G and B. `build_network` builds the network on a
+  back to RGB. R, G and B are sums of what Y adds and what Cb and Cr add; the second part is mixed at the
+  LR pixels, inside the bicubic convolution (its `mix`), so only the sum is left to do at every HR pixel.
+  'rgb' (the blog): the network upscales R, G and B. `build_network` builds the network on a
   float32 batch [N, H, W, C] in [0, 1]. The image may come as a batch of bands (Upscaler._in_bands): the
   results are joined into one image at the end.
 
@@ -201,11 +203,14 @@ def reconstruction_graph(build_network, scale, channels):
                                           name='lr_images')
   sr_images = build_network(lr_images)  # [N, rH, rW, C]
   if channels == 'y':
-    chroma_subpixels = bicubic_subpixels(lr_ycbcr[..., 1:], scale)  # [N, H, W, r*r*2]: Cb, Cr
+    rgb_from_ycbcr = utils.RGB_FROM_YCBCR.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
+    offset = utils.YCBCR_OFFSET.astype(np.float32)  # [3]
+    chroma_share = bicubic_subpixels(  # [N, H, W, r*r*3]: what Cb and Cr add to R, G, B, upscaled
+        lr_ycbcr[..., 1:] - offset[1:], scale, mix=rgb_from_ycbcr[:, 1:])
   with tf.xla.experimental.jit_scope():
     if channels == 'y':
-      sr_chroma = phase_shift(chroma_subpixels, scale, 2)  # [N, rH, rW, 2]
-      sr_rgb = ycbcr_to_rgb(tf.concat([255.0 * sr_images, sr_chroma], axis=-1))  # [N, rH, rW, 3]
+      luma_share = rgb_from_ycbcr[:, 0] * (255.0 * sr_images - offset[0])  # [N, rH, rW, 3]: what Y adds
+      sr_rgb = luma_share + phase_shift(chroma_share, scale, 3)  # [N, rH, rW, 3]
     else:
       sr_rgb = 255.0 * sr_images  # [N, rH, rW, 3]
     sr_pixels = join_bands(tf.saturate_cast(tf.round(sr_rgb), tf.uint8), band_rows)  # [rH, rW, 3]

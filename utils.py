@@ -232,6 +232,7 @@ YCBCR_FROM_RGB = np.array([[65.481, 128.553, 24.966],  # Y  } from R, G, B in [0
                            [-37.797, -74.203, 112.0],  # Cb } each row of Cb and Cr sums to 0,
                            [112.0, -93.786, -18.214]]) / 255.0  # Cr } the row of Y to 219/255
 YCBCR_OFFSET = np.array([16.0, 128.0, 128.0])
+RGB_FROM_YCBCR = np.linalg.inv(YCBCR_FROM_RGB)  # R, G, B = RGB_FROM_YCBCR @ ((Y, Cb, Cr) - YCBCR_OFFSET)
 
 
 def luminance(image):
