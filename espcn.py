@@ -136,7 +136,7 @@ def bicubic_subpixels(images, scale, mix=None):
 
   `mix` [D, C] (default: the identity, D = C) is a colour matrix applied to every pixel. Interpolation and
   a colour matrix are both linear, so their order does not matter: folded into the kernel, the matrix
-  costs nothing and acts on LR pixels, r*r times fewer than the HR pixels it would otherwise be applied to.
+  acts at the LR pixels, r*r times fewer than the HR pixels it would otherwise be applied to.
   """
   channels = images.shape[-1]
   mix = np.eye(channels) if mix is None else mix

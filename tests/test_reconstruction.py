@@ -10,13 +10,14 @@ from conftest import smooth_rgb
 from espcn import tf
 
 
-def run_bicubic_upscale(image, scale):
+def run_bicubic_upscale(image, scale, mix=None):
   """Bicubic upscaling as the reconstruction graph does it (a fixed convolution, then PS), on one float32
-  [H, W, C] image."""
+  [H, W, C] image, with the colour matrix `mix` [D, C] if given."""
   channels = image.shape[-1]
   with tf.Graph().as_default(), tf.Session() as session:
     images = tf.placeholder(tf.float32, [None, None, None, channels])
-    upscaled = espcn.phase_shift(espcn.bicubic_subpixels(images, scale), scale, channels)
+    out_channels = channels if mix is None else len(mix)
+    upscaled = espcn.phase_shift(espcn.bicubic_subpixels(images, scale, mix), scale, out_channels)
     return session.run(upscaled, {images: image[None]})[0]
 
 
@@ -37,6 +38,14 @@ def test_bicubic_subpixels_and_ps_keep_constant_images_and_each_colour_apart(sca
   image = np.stack([np.full((6, 5), 40.0), np.full((6, 5), 200.0)], axis=-1).astype(np.float32)
   np.testing.assert_allclose(run_bicubic_upscale(image, scale), np.broadcast_to(
       image[:1, :1], (6 * scale, 5 * scale, 2)), atol=1e-3)
+
+
+def test_a_colour_matrix_folded_into_bicubic_subpixels_equals_the_matrix_after_upscaling():
+  """Both are linear: mixing at the LR pixels (in the kernel) gives what mixing every HR pixel gives."""
+  image = smooth_rgb(9, 11, seed=7)[..., :2].astype(np.float32)  # [H, W, 2]
+  mix = np.array([[1.0, 0.5], [-0.3, 2.0], [0.0, -1.0]])  # [3, 2]
+  np.testing.assert_allclose(run_bicubic_upscale(image, 3, mix), run_bicubic_upscale(image, 3) @ mix.T,
+                             atol=1e-3)
 
 
 def test_y_mode_output_has_the_networks_luminance_and_bicubic_chroma():
