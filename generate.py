@@ -37,7 +37,8 @@ def define_flags():
   flags.DEFINE_string('output_dir', 'result', 'Folder for the upscaled PNGs (and the evaluation images).')
   flags.DEFINE_string('checkpoint_dir', '', 'Trained model to use. Default: the shipped model for '
                       '--scale/--channels, checkpoint/espcn_<channels>_x<scale>.')
-  flags.DEFINE_string('eval_dir', '', 'Evaluate instead: a folder of ground-truth (HR) images.')
+  flags.DEFINE_string('eval_dir', '', 'Evaluate instead: a folder of ground-truth (HR) images (or a glob '
+                      'pattern, or a comma-separated list).')
   flags.DEFINE_string('json', '', 'With --eval_dir: also write the scores to this JSON file.')
   flags.DEFINE_bool('benchmark', False, 'Time the network on one frame of --size, and the whole job on a '
                     'PNG of that size; --json writes the figures.')
@@ -259,8 +260,8 @@ def make_upscaler(precision):
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
-  if FLAGS.eval_dir and not os.path.isdir(FLAGS.eval_dir):
-    raise utils.InputError(f'{FLAGS.eval_dir}: no such folder')
+  if FLAGS.eval_dir:
+    utils.list_images(FLAGS.eval_dir)  # a missing folder or an empty pattern fails before any work
   utils.ensure_writable_dir(FLAGS.output_dir)
   if FLAGS.json:
     utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.json)))

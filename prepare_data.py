@@ -41,8 +41,8 @@ def define_flags():
 def define_patch_flags():
   """--images_dir, --patch_size and --stride: what patches are cut from, and how (also train.py's)."""
   flags.DEFINE_string('images_dir', 'images',
-                      'Folder of training images (.jpg/.jpeg/.png/.bmp); several folders may be '
-                      'comma-separated.')
+                      'Folder of training images (.jpg/.jpeg/.png/.bmp), or a glob pattern such as '
+                      '"BSD200/*[1-9].png"; several may be comma-separated.')
   flags.DEFINE_integer('patch_size', 17, 'Side of a low-resolution patch, in LR pixels.', lower_bound=1)
   flags.DEFINE_integer('stride', 8, 'Step between neighbouring LR patches, in LR pixels.', lower_bound=1)
   flags.DEFINE_list('downscales', ['1'],

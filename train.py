@@ -63,7 +63,8 @@ def define_flags():
   flags.DEFINE_bool('augment', True, 'Apply a random flip/90-degree rotation to each batch.')
   flags.DEFINE_float('last_layer_lr_scale', 1.0,
                      'Learning rate of the last layer relative to the others (the paper uses 0.1).')
-  flags.DEFINE_string('val_dir', '', 'Validation images (never Set5/Set14): scored every --val_every steps; '
+  flags.DEFINE_string('val_dir', '', 'Validation images (never Set5/Set14), named as --images_dir names them '
+                      '(e.g. the glob BSD200/*0.png): scored every --val_every steps; '
                       'the best weights are kept in <checkpoint_dir>/best. Empty: no validation.')
   flags.DEFINE_integer('val_every', 2000, 'Steps between validations.', lower_bound=1)
   flags.DEFINE_integer('decay_patience', 5, 'Validations without improvement before the learning rate '
@@ -201,10 +202,12 @@ def log_run_segment(checkpoint_dir, step, total_steps, options):
 
 def load_validation_pairs(val_dir, scale):
   """The validation images as (LR, HR) uint8 arrays, made exactly as the evaluation makes them."""
-  if os.path.basename(os.path.normpath(val_dir)).lower() in ('set5', 'set14'):
-    raise utils.InputError(f'{val_dir}: Set5 and Set14 are test sets; validate on other images '
-                           f'(e.g. ../shared/data/General100)')
-  pairs = [utils.make_lr_hr(utils.load_image(path), scale) for path in utils.list_images(val_dir)]
+  paths = utils.list_images(val_dir)
+  for path in paths:
+    if os.path.basename(os.path.dirname(os.path.abspath(path))).lower() in ('set5', 'set14'):
+      raise utils.InputError(f'{path}: Set5 and Set14 are test sets; validate on other images '
+                             f'(e.g. ../shared/data/General100)')
+  pairs = [utils.make_lr_hr(utils.load_image(path), scale) for path in paths]
   return [(np.asarray(lr_image), np.asarray(hr_image)) for lr_image, hr_image in pairs]
 
 

@@ -5,6 +5,7 @@ the evaluation can be read (and tested) without TensorFlow.
 """
 import concurrent.futures
 import contextlib
+import glob
 import json
 import os
 import struct
@@ -83,12 +84,19 @@ def is_image_file(path):
 
 
 def list_images(spec):
-  """Image files named by `spec`: a file, a folder (sorted, non-recursive) or a comma-separated list."""
+  """Image files named by `spec`: a file, a folder (sorted, non-recursive), a glob pattern such as
+  `BSD200/*0.png` (sorted; how part of a folder is held out for validation without copying it), or a
+  comma-separated list of these."""
   paths = []
   for item in (part.strip() for part in spec.split(',')):
     if not item:
       continue
-    if os.path.isdir(item):
+    if any(wildcard in item for wildcard in '*?['):
+      matches = sorted(path for path in glob.glob(item) if is_image_file(path))
+      if not matches:
+        raise InputError(f'{item}: pattern matches no .jpg, .jpeg, .png or .bmp image')
+      paths.extend(matches)
+    elif os.path.isdir(item):
       names = sorted(name for name in os.listdir(item) if is_image_file(name))
       if not names:
         raise InputError(f'{item}: folder has no .jpg, .jpeg, .png or .bmp images')

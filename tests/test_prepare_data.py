@@ -149,3 +149,18 @@ def test_a_file_from_before_downscales_existed_counts_as_downscales_1(tmp_path, 
 def test_downscales_outside_0_to_1_are_refused_with_the_flag_in_the_message(factors):
   with pytest.raises(utils.InputError, match='--downscales='):
     prepare_data.parse_downscales(factors)
+
+
+def test_a_glob_pattern_names_part_of_a_folder_so_validation_images_can_be_held_out(tmp_path, images_dir):
+  """`--images_dir=folder/*[!a].png` plus `--val_dir=folder/a.png` split one folder without copying it."""
+  (images_dir / 'notes.txt').write_text('not an image')
+  assert utils.list_images(str(images_dir / '*')) == [str(images_dir / 'a.png'), str(images_dir / 'b.png')]
+  training = utils.list_images(f'{images_dir / "*[!a].png"}, {images_dir / "a.*"}')
+  assert training == [str(images_dir / 'b.png'), str(images_dir / 'a.png')]
+  output = tmp_path / 'b_only.h5'
+  prepare_data.prepare(str(images_dir / 'b*.png'), str(output), SCALE, 'y', PATCH_SIZE, STRIDE)
+  with h5py.File(output, 'r') as data_file:
+    assert data_file['input'].shape[0] == ((44 // SCALE - PATCH_SIZE) // STRIDE + 1) * \
+        ((38 // SCALE - PATCH_SIZE) // STRIDE + 1)
+  with pytest.raises(utils.InputError, match=r'c\*\.png: pattern matches no'):
+    utils.list_images(str(images_dir / 'c*.png'))

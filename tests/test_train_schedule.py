@@ -103,13 +103,15 @@ def test_a_run_that_stopped_early_stays_stopped_when_started_again(scheduled_run
   assert len(read_json_lines(checkpoint_dir / 'runs.jsonl')) == 2
 
 
-def test_validating_on_a_test_set_is_refused(tmp_path, training_images, train_in_process):
+@pytest.mark.parametrize('pattern', ['', '*.png'])
+def test_validating_on_a_test_set_is_refused(tmp_path, training_images, train_in_process, pattern):
   test_set = tmp_path / 'Set5'
   test_set.mkdir()
   Image.fromarray(smooth_rgb(40, 40)).save(test_set / 'bird.png')
   with pytest.raises(SystemExit):
     train_in_process(f'--data={tmp_path / "patches.h5"}', f'--images_dir={training_images}',
-                     f'--checkpoint_dir={tmp_path / "checkpoint"}', f'--val_dir={test_set}', '--steps=5')
+                     f'--checkpoint_dir={tmp_path / "checkpoint"}', f'--val_dir={test_set / pattern}',
+                     '--steps=5')
   assert not (tmp_path / 'checkpoint').exists()
 
 
