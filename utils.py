@@ -91,18 +91,18 @@ def list_images(spec):
   for item in (part.strip() for part in spec.split(',')):
     if not item:
       continue
-    if any(wildcard in item for wildcard in '*?['):
-      matches = sorted(path for path in glob.glob(item) if is_image_file(path))
-      if not matches:
-        raise InputError(f'{item}: pattern matches no .jpg, .jpeg, .png or .bmp image')
-      paths.extend(matches)
-    elif os.path.isdir(item):
+    if os.path.isdir(item):
       names = sorted(name for name in os.listdir(item) if is_image_file(name))
       if not names:
         raise InputError(f'{item}: folder has no .jpg, .jpeg, .png or .bmp images')
       paths.extend(os.path.join(item, name) for name in names)
-    elif os.path.isfile(item):
+    elif os.path.isfile(item):  # before the pattern test: a file may be named 'photo[1].png'
       paths.append(item)
+    elif any(wildcard in item for wildcard in '*?['):
+      matches = sorted(path for path in glob.glob(item) if is_image_file(path))
+      if not matches:
+        raise InputError(f'{item}: pattern matches no .jpg, .jpeg, .png or .bmp image')
+      paths.extend(matches)
     else:
       raise InputError(f'{item}: no such file or folder')
   if not paths:

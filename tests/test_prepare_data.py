@@ -164,3 +164,5 @@ def test_a_glob_pattern_names_part_of_a_folder_so_validation_images_can_be_held_
         ((38 // SCALE - PATCH_SIZE) // STRIDE + 1)
   with pytest.raises(utils.InputError, match=r'c\*\.png: pattern matches no'):
     utils.list_images(str(images_dir / 'c*.png'))
+  (images_dir / 'a.png').rename(images_dir / 'a[1].png')  # an existing file is taken by its name
+  assert utils.list_images(str(images_dir / 'a[1].png')) == [str(images_dir / 'a[1].png')]
