@@ -17,6 +17,7 @@ from isal import isal_zlib
 from PIL import Image
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+IMAGE_KINDS = ', '.join(IMAGE_EXTENSIONS[:-1]) + ' or ' + IMAGE_EXTENSIONS[-1]  # for error messages
 CHANNEL_MODES = {'rgb': 3, 'y': 1}  # --channels -> number of channels the network sees
 MODEL_CONFIG_FILE = 'config.json'  # written by train.py next to its checkpoints
 MODEL_CARD_FILE = 'MODEL.md'  # marks a folder that holds a shipped model
@@ -94,14 +95,14 @@ def list_images(spec):
     if os.path.isdir(item):
       names = sorted(name for name in os.listdir(item) if is_image_file(name))
       if not names:
-        raise InputError(f'{item}: folder has no .jpg, .jpeg, .png or .bmp images')
+        raise InputError(f'{item}: folder has no {IMAGE_KINDS} images')
       paths.extend(os.path.join(item, name) for name in names)
     elif os.path.isfile(item):  # before the pattern test: a file may be named 'photo[1].png'
       paths.append(item)
     elif any(wildcard in item for wildcard in '*?['):
       matches = sorted(path for path in glob.glob(item) if is_image_file(path))
       if not matches:
-        raise InputError(f'{item}: pattern matches no .jpg, .jpeg, .png or .bmp image')
+        raise InputError(f'{item}: pattern matches no {IMAGE_KINDS} image')
       paths.extend(matches)
     else:
       raise InputError(f'{item}: no such file or folder')
