@@ -189,7 +189,10 @@ def reconstruction_graph(build_network, scale, channels):
   The steps after the convolutions touch every output value a few times each; XLA fuses them into one pass
   (README, "Speed and memory"). TensorFlow compiles that pass for an image shape once the shape recurs
   (frames of a video, tiles of one size); a shape seen once runs the same steps unfused, without the cost
-  of compiling (a compiled pass may round a rare value the other way, by one level).
+  of compiling. Both must round alike, to the bit, or a tile would differ from a whole image: compiled, a
+  multiply followed by an add becomes one fused multiply-add, rounded once instead of twice. So in 'y' mode
+  Y's share is scaled before the fused pass, which then adds, rounds and rearranges; in 'rgb' mode it
+  multiplies by 255 and rounds, which comes out the same either way.
   """
   lr_pixels = tf.placeholder(tf.uint8, [None, None, None, 3], name='lr_pixels')
   band_rows = tf.placeholder(tf.int32, [None], name='band_rows')
@@ -205,11 +208,13 @@ def reconstruction_graph(build_network, scale, channels):
   if channels == 'y':
     rgb_from_ycbcr = utils.RGB_FROM_YCBCR.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
     offset = utils.YCBCR_OFFSET.astype(np.float32)  # [3]
-    chroma_share = bicubic_subpixels(  # [N, H, W, r*r*3]: what Cb and Cr add to R, G, B, upscaled
+    luma_gain = rgb_from_ycbcr[0, 0]  # Y's weight, the same in R, G and B (255/219)
+    luma_share = (255.0 * luma_gain) * sr_images  # [N, rH, rW, 1]: what Y adds to each of R, G and B
+    chroma_share = bicubic_subpixels(  # [N, H, W, r*r*3]: what Cb and Cr add to R, G, B, upscaled ...
         lr_ycbcr[..., 1:] - offset[1:], scale, mix=rgb_from_ycbcr[:, 1:])
-  with tf.xla.experimental.jit_scope():
+    chroma_share -= luma_gain * offset[0]  # ... and what Y's offset adds (a constant)
+  with tf.xla.experimental.jit_scope():  # no multiply-then-add in here: see the docstring on rounding
     if channels == 'y':
-      luma_share = rgb_from_ycbcr[:, 0] * (255.0 * sr_images - offset[0])  # [N, rH, rW, 3]: what Y adds
       sr_rgb = luma_share + phase_shift(chroma_share, scale, 3)  # [N, rH, rW, 3]
     else:
       sr_rgb = 255.0 * sr_images  # [N, rH, rW, 3]
@@ -238,8 +243,8 @@ class Upscaler:
 
   Images larger than one tile are processed tile by tile, each with TILE_MARGIN pixels of context (more than
   the network's RECEPTIVE_RADIUS and BICUBIC_RADIUS): memory is bounded by the tile, and since every output
-  pixel sees only the pixels within those radii, the result is that of one pass over the whole image (up
-  to float32 rounding: the convolution kernels may sum in another order for another shape).
+  pixel sees only the pixels within those radii, the result is that of one pass over the whole image, to
+  the bit (see freeze and reconstruction_graph).
   """
 
   def __init__(self, session, scale, channels, output_activation, tile=DEFAULT_TILE, precision='float32'):
@@ -275,6 +280,7 @@ class Upscaler:
       except (tf.errors.OpError, ValueError) as error:
         raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
     upscaler.checkpoint = checkpoint
+    upscaler.freeze()
     return upscaler
 
   @classmethod
@@ -284,6 +290,7 @@ class Upscaler:
     with upscaler.session.graph.as_default():
       upscaler.session.run(tf.global_variables_initializer())
     upscaler.checkpoint = 'random weights'
+    upscaler.freeze()
     return upscaler
 
   @classmethod
@@ -293,6 +300,26 @@ class Upscaler:
     with graph.as_default():
       tf.set_random_seed(seed)
     return cls(tf.Session(graph=graph), scale, channels, output_activation, tile, precision)
+
+  def freeze(self):
+    """Turns the weights into constants of a graph of its own, the classic last step before deployment.
+
+    Not only for tidiness: TensorFlow's oneDNN convolution treats a constant filter differently. Handed a
+    variable, it picks its kernel by the image shape (for layer 2 here: im2col + GEMM), and that kernel
+    may sum in another order for another shape; handed a constant, it runs one direct kernel for every
+    shape, whose sums do not depend on it. So tiles and bands give the output of one pass to the bit
+    (tests/test_tiling.py; ONEDNN_VERBOSE=1 names the kernels).
+    """
+    outputs = [self.sr_image, self.sr_pixels]
+    frozen = tf.graph_util.convert_variables_to_constants(
+        self.session, self.session.graph.as_graph_def(), [tensor.op.name for tensor in outputs])
+    graph = tf.Graph()
+    with graph.as_default():
+      tf.import_graph_def(frozen, name='')
+    self.session.close()
+    self.session = tf.Session(graph=graph)
+    for name in Reconstruction._fields:
+      setattr(self, name, graph.get_tensor_by_name(getattr(self, name).name))
 
   def network(self, lr_array, bands=None):
     """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: the network alone on one image."""

@@ -110,18 +110,22 @@ def test_restoring_a_checkpoint_twice_gives_bitwise_identical_outputs(trained_ru
 
 @pytest.mark.slow
 def test_restored_weights_are_the_saved_ones(trained_run):
-  """Restoring reads back every network variable of the checkpoint unchanged (not a fresh initialisation)."""
+  """Restoring reads back every network variable of the checkpoint unchanged (not a fresh initialisation),
+  and freezing turns each into a constant of the same name: no variable is left in the inference graph."""
   upscaler = espcn.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
+  names = [name for name, _ in tf.train.list_variables(upscaler.checkpoint)
+           if name.startswith('layer') and name.endswith(('/weights', '/bias'))]  # not Adam's slots
+  graph = upscaler.session.graph
   try:
-    with upscaler.session.graph.as_default():
-      variables = tf.global_variables()
-      values = upscaler.session.run(variables)
+    with graph.as_default():
+      assert not tf.global_variables()
+    values = upscaler.session.run([graph.get_tensor_by_name(f'{name}:0') for name in names])
   finally:
     upscaler.session.close()
-  assert len(variables) == 6  # weights and bias of three convolutions
-  for variable, value in zip(variables, values):
-    saved = tf.train.load_variable(upscaler.checkpoint, variable.op.name)
-    np.testing.assert_array_equal(value, saved)
+  assert len(names) == 6  # weights and bias of three convolutions
+  for name, value in zip(names, values):
+    assert graph.get_operation_by_name(name).type == 'Const'
+    np.testing.assert_array_equal(value, tf.train.load_variable(upscaler.checkpoint, name))
 
 
 @pytest.mark.parametrize('channels', ['rgb', 'y'])
