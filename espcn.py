@@ -212,7 +212,8 @@ def reconstruction_graph(build_network, scale, channels):
     luma_share = (255.0 * luma_gain) * sr_images  # [N, rH, rW, 1]: what Y adds to each of R, G and B
     chroma_share = bicubic_subpixels(  # [N, H, W, r*r*3]: what Cb and Cr add to R, G, B, upscaled ...
         lr_ycbcr[..., 1:] - offset[1:], scale, mix=rgb_from_ycbcr[:, 1:])
-    chroma_share -= luma_gain * offset[0]  # ... and what Y's offset adds (a constant)
+    y_offset_share = np.full(scale * scale * 3, -luma_gain * offset[0], np.float32)  # [r*r*3]
+    chroma_share = tf.nn.bias_add(chroma_share, y_offset_share)  # ... plus Y's offset (a bias: no extra pass)
   with tf.xla.experimental.jit_scope():  # no multiply-then-add in here: see the docstring on rounding
     if channels == 'y':
       sr_rgb = luma_share + phase_shift(chroma_share, scale, 3)  # [N, rH, rW, 3]
