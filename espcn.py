@@ -331,9 +331,10 @@ class Upscaler:
     of bands; returns its [rH, rW, ...].
 
     The image goes in as a batch of `bands` horizontal bands (default: one per core, if the image is tall
-    enough), each with TILE_MARGIN rows of context: TensorFlow's CPU convolutions spread a batch over the
-    cores much better than a single image (README, "Speed and memory"), and thanks to the margins the
-    result is that of one pass. `band_rows` tells the graph which output rows make the image (join_bands).
+    enough), each with TILE_MARGIN rows of context: with the weights in variables, TensorFlow's CPU
+    convolutions spread a batch over the cores much better than a single image; frozen, they no longer
+    need to (README, "Speed and memory"). Thanks to the margins the result is that of one pass.
+    `band_rows` tells the graph which output rows make the image (join_bands).
     """
     height, r = image.shape[0], self.scale
     if bands is None:
