@@ -306,9 +306,9 @@ class Upscaler:
     """Turns the weights into constants of a graph of its own, the classic last step before deployment.
 
     Not only for tidiness: TensorFlow's oneDNN convolution treats a constant filter differently. Handed a
-    variable, it picks its kernel by the image shape (for layer 2 here: im2col + GEMM), and that kernel
-    may sum in another order for another shape; handed a constant, it runs one direct kernel for every
-    shape, whose sums do not depend on it. So tiles and bands give the output of one pass to the bit
+    variable, it picks its kernel by the image shape (for layer 2 here, im2col + GEMM at some shapes and a
+    direct kernel at others), and they sum in different orders; handed a constant, it runs the direct
+    kernel for every shape, whose sums do not depend on the shape. So tiles and bands give the output of one pass to the bit
     (tests/test_tiling.py; ONEDNN_VERBOSE=1 names the kernels).
     """
     outputs = [self.sr_image, self.sr_pixels]
