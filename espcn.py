@@ -158,22 +158,12 @@ def rgb_to_ycbcr(rgb):
   return tf.tensordot(rgb, ycbcr_from_rgb, 1) + utils.YCBCR_OFFSET.astype(np.float32)
 
 
-def join_bands(bands, rows):
-  """[B, h, W, C] bands of an image -> [len(rows), W, C]: the image, its row i from row rows[i] of the bands
-  stacked top to bottom (row b*h + j is row j of band b). See Upscaler._in_bands.
-  """
-  shape = tf.shape(bands)
-  stacked = tf.reshape(bands, [shape[0] * shape[1], shape[2], shape[3]])  # [B*h, W, C]
-  return tf.gather(stacked, rows)
-
-
 class Reconstruction(NamedTuple):
   """The tensors of reconstruction_graph."""
-  lr_pixels: tf.Tensor  # uint8 placeholder [N, H, W, 3]: an RGB image, or the bands of one
-  band_rows: tf.Tensor  # int32 placeholder [rH]: which rows of the N stacked outputs make the image
-  lr_images: tf.Tensor  # the network's input [N, H, W, C], from lr_pixels unless fed (gray images are)
-  sr_image: tf.Tensor  # the network's output, joined (join_bands): float32 [rH, rW, C]
-  sr_pixels: tf.Tensor  # the reconstruction, joined: uint8 [rH, rW, 3]
+  lr_pixels: tf.Tensor  # uint8 placeholder [H, W, 3]: an RGB image
+  lr_image: tf.Tensor  # the network's input, float32 [H, W, C], from lr_pixels unless fed (gray images are)
+  sr_image: tf.Tensor  # the network's output: float32 [rH, rW, C]
+  sr_pixels: tf.Tensor  # the reconstruction: uint8 [rH, rW, 3]
 
 
 def reconstruction_graph(build_network, scale, channels):
@@ -183,8 +173,7 @@ def reconstruction_graph(build_network, scale, channels):
   back to RGB. R, G and B are sums of what Y adds and what Cb and Cr add; the second part is mixed at the
   LR pixels, inside the bicubic convolution (its `mix`), so only the sum is left to do at every HR pixel.
   'rgb' (the blog): the network upscales R, G and B. `build_network` builds the network on a
-  float32 batch [N, H, W, C] in [0, 1]. The image may come as a batch of bands (Upscaler._in_bands): the
-  results are joined into one image at the end.
+  float32 batch [N, H, W, C] in [0, 1]; here the batch is one image.
 
   The steps after the convolutions touch every output value a few times each; XLA fuses them into one pass
   (README, "Speed and memory"). TensorFlow compiles that pass for an image shape once the shape recurs
@@ -194,33 +183,32 @@ def reconstruction_graph(build_network, scale, channels):
   Y's share is scaled before the fused pass, which then adds, rounds and rearranges; in 'rgb' mode it
   multiplies by 255 and rounds, which comes out the same either way.
   """
-  lr_pixels = tf.placeholder(tf.uint8, [None, None, None, 3], name='lr_pixels')
-  band_rows = tf.placeholder(tf.int32, [None], name='band_rows')
-  lr_rgb = tf.cast(lr_pixels, tf.float32)  # [N, H, W, 3] in [0, 255]
+  lr_pixels = tf.placeholder(tf.uint8, [None, None, 3], name='lr_pixels')
+  lr_rgb = tf.cast(lr_pixels[None], tf.float32)  # [1, H, W, 3] in [0, 255]: a batch of one
   if channels == 'y':
-    lr_ycbcr = rgb_to_ycbcr(lr_rgb)  # [N, H, W, 3]
-    network_input = lr_ycbcr[..., :1] / 255.0  # [N, H, W, 1]
+    lr_ycbcr = rgb_to_ycbcr(lr_rgb)  # [1, H, W, 3]
+    network_input = lr_ycbcr[0, ..., :1] / 255.0  # [H, W, 1]
   else:
-    network_input = lr_rgb / 255.0  # [N, H, W, 3]
-  lr_images = tf.placeholder_with_default(network_input, [None, None, None, utils.CHANNEL_MODES[channels]],
-                                          name='lr_images')
-  sr_images = build_network(lr_images)  # [N, rH, rW, C]
+    network_input = lr_rgb[0] / 255.0  # [H, W, 3]
+  lr_image = tf.placeholder_with_default(network_input, [None, None, utils.CHANNEL_MODES[channels]],
+                                         name='lr_image')
+  sr_images = build_network(lr_image[None])  # [1, rH, rW, C]
   if channels == 'y':
     rgb_from_ycbcr = utils.RGB_FROM_YCBCR.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
     offset = utils.YCBCR_OFFSET.astype(np.float32)  # [3]
     luma_gain = rgb_from_ycbcr[0, 0]  # Y's weight, the same in R, G and B (255/219)
-    luma_share = (255.0 * luma_gain) * sr_images  # [N, rH, rW, 1]: what Y adds to each of R, G and B
-    chroma_share = bicubic_subpixels(  # [N, H, W, r*r*3]: what Cb and Cr add to R, G, B, upscaled ...
+    luma_share = (255.0 * luma_gain) * sr_images  # [1, rH, rW, 1]: what Y adds to each of R, G and B
+    chroma_share = bicubic_subpixels(  # [1, H, W, r*r*3]: what Cb and Cr add to R, G, B, upscaled ...
         lr_ycbcr[..., 1:] - offset[1:], scale, mix=rgb_from_ycbcr[:, 1:])
     y_offset_share = np.full(scale * scale * 3, -luma_gain * offset[0], np.float32)  # [r*r*3]
     chroma_share = tf.nn.bias_add(chroma_share, y_offset_share)  # ... plus Y's offset (a bias: no extra pass)
   with tf.xla.experimental.jit_scope():  # no multiply-then-add in here: see the docstring on rounding
     if channels == 'y':
-      sr_rgb = luma_share + phase_shift(chroma_share, scale, 3)  # [N, rH, rW, 3]
+      sr_rgb = luma_share + phase_shift(chroma_share, scale, 3)  # [1, rH, rW, 3]
     else:
-      sr_rgb = 255.0 * sr_images  # [N, rH, rW, 3]
-    sr_pixels = join_bands(tf.saturate_cast(tf.round(sr_rgb), tf.uint8), band_rows)  # [rH, rW, 3]
-  return Reconstruction(lr_pixels, band_rows, lr_images, join_bands(sr_images, band_rows), sr_pixels)
+      sr_rgb = 255.0 * sr_images  # [1, rH, rW, 3]
+    sr_pixels = tf.saturate_cast(tf.round(sr_rgb[0]), tf.uint8)  # [rH, rW, 3]
+  return Reconstruction(lr_pixels, lr_image, sr_images[0], sr_pixels)
 
 
 def tiles(height, width, tile):
@@ -260,7 +248,7 @@ class Upscaler:
     network = functools.partial(espcn, scale=scale, channels=utils.CHANNEL_MODES[channels],
                                 output_activation=output_activation, layer2_dtype=PRECISIONS[precision])
     with session.graph.as_default(), tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
-      self.lr_pixels, self.band_rows, self.lr_images, self.sr_image, self.sr_pixels = reconstruction_graph(
+      self.lr_pixels, self.lr_image, self.sr_image, self.sr_pixels = reconstruction_graph(
           network, scale, channels)
 
   @classmethod
@@ -308,8 +296,8 @@ class Upscaler:
     Not only for tidiness: TensorFlow's oneDNN convolution treats a constant filter differently. Handed a
     variable, it picks its kernel by the image shape (for layer 2 here, im2col + GEMM at some shapes and a
     direct kernel at others), and they sum in different orders; handed a constant, it runs the direct
-    kernel for every shape, whose sums do not depend on the shape. So tiles and bands give the output of one pass to the bit
-    (tests/test_tiling.py; ONEDNN_VERBOSE=1 names the kernels).
+    kernel for every shape, whose sums do not depend on the shape. So tiles give the output of one pass, to
+    the bit (tests/test_tiling.py; ONEDNN_VERBOSE=1 names the kernels).
     """
     outputs = [self.sr_image, self.sr_pixels]
     frozen = tf.graph_util.convert_variables_to_constants(
@@ -322,32 +310,9 @@ class Upscaler:
     for name in Reconstruction._fields:
       setattr(self, name, graph.get_tensor_by_name(getattr(self, name).name))
 
-  def network(self, lr_array, bands=None):
+  def network(self, lr_array):
     """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: the network alone on one image."""
-    return self._in_bands(self.sr_image, self.lr_images, lr_array, bands)
-
-  def _in_bands(self, output, placeholder, image, bands=None):
-    """Runs `output` (sr_image or sr_pixels) on one `image` [H, W, ...] fed to `placeholder` as a batch
-    of bands; returns its [rH, rW, ...].
-
-    The image goes in as a batch of `bands` horizontal bands (default: one per core, if the image is tall
-    enough), each with TILE_MARGIN rows of context: with the weights in variables, TensorFlow's CPU
-    convolutions spread a batch over the cores much better than a single image; frozen, they no longer
-    need to (README, "Speed and memory"). Thanks to the margins the result is that of one pass.
-    `band_rows` tells the graph which output rows make the image (join_bands).
-    """
-    height, r = image.shape[0], self.scale
-    if bands is None:
-      bands = max(1, min(utils.WORKERS, height // (4 * TILE_MARGIN)))  # (bands much taller than the margins)
-    rows = -(-height // bands)  # rows that each band delivers; the last one may deliver fewer
-    window = min(height, rows + 2 * TILE_MARGIN)  # rows that each band sees: all bands of one size
-    tops = [band * rows for band in range(bands)]
-    window_tops = [min(max(top - TILE_MARGIN, 0), height - window) for top in tops]
-    batch = np.stack([image[window_top:window_top + window] for window_top in window_tops])  # [B, w, W, ...]
-    band_rows = np.concatenate([band * window * r + np.arange((top - window_top) * r,
-                                                              (min(top + rows, height) - window_top) * r)
-                                for band, (top, window_top) in enumerate(zip(tops, window_tops))])  # [rH]
-    return self.session.run(output, {placeholder: batch, self.band_rows: band_rows})
+    return self.session.run(self.sr_image, {self.lr_image: lr_array})
 
   def upscale(self, image):
     """uint8 [H, W, 3] RGB or [H, W] grayscale -> uint8 image of r*H x r*W in the same layout."""
@@ -370,7 +335,7 @@ class Upscaler:
   def _reconstruct(self, window):
     """uint8 [h, w, 3] or [h, w] -> uint8 [rh, rw, 3] or [rh, rw]."""
     if window.ndim == 3:
-      return self._in_bands(self.sr_pixels, self.lr_pixels, window)
+      return self.session.run(self.sr_pixels, {self.lr_pixels: window})
     sr = self.network(self.network_input(window))  # [rh, rw, C]
     return utils.to_uint8(255.0 * sr.mean(axis=2))  # 'y': the one channel; 'rgb': the mean of R, G, B
 
@@ -381,6 +346,6 @@ class Upscaler:
     as it is, the 'rgb' one sees R = G = B.
     """
     if window.ndim == 3:
-      return self.session.run(self.lr_images, {self.lr_pixels: window[None]})[0]
+      return self.session.run(self.lr_image, {self.lr_pixels: window})
     gray = window.astype(np.float32)[..., None] / 255.0  # [h, w, 1]
     return gray if self.channels == 'y' else np.repeat(gray, 3, axis=2)

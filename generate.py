@@ -188,15 +188,17 @@ def matmul_run(size=MATMUL_SIZE):
 
 def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   """Times, in turn run by run: the FP32 peak (a matmul), the network on one frame of `output_size`
-  (width, height) as bands and as one image, the whole job on a PNG file, and this repo's and Pillow's PNG
-  encoders on the result (and the sizes of their files). `float32_twin`, the same model in float32 when
-  `upscaler` runs in reduced precision, is timed alongside: the baseline of its speed-up.
+  (width, height), the whole job on a PNG file and its parts (decoding; the reconstruction graph, pixels in
+  and out; this repo's PNG encoder), and Pillow's PNG encoder on the result (and the sizes of both files).
+  `float32_twin`, the same model in float32 when `upscaler` runs in reduced precision, is timed alongside:
+  the baseline of its speed-up.
   """
   scale, width, height = upscaler.scale, output_size[0], output_size[1]
   if width % scale or height % scale:
     raise utils.InputError(f'--size={width}x{height}: not a multiple of --scale={scale}')
   frame = utils.bicubic_resize(sample_photo(), (width // scale, height // scale))
-  network_input = upscaler.network_input(np.asarray(frame))
+  frame_pixels = np.asarray(frame)
+  network_input = upscaler.network_input(frame_pixels)
   frame_path, output_path = os.path.join(work_dir, 'frame.png'), os.path.join(work_dir, 'frame_sr.png')
   frame.save(frame_path)
   result = upscale_image(upscaler, frame)
@@ -204,13 +206,14 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   encoders = [lambda: utils.save_png(result, output_path),
               lambda: pillow_result.save(output_path, format='PNG', compress_level=1)]
   timed = [lambda: upscaler.network(network_input),
-           lambda: upscaler.network(network_input, bands=1),
-           lambda: upscale_file(upscaler, lambda: utils.load_image(frame_path), output_path)] + encoders
+           lambda: upscale_file(upscaler, lambda: utils.load_image(frame_path), output_path),
+           lambda: utils.load_image(frame_path),
+           lambda: upscaler.upscale(frame_pixels)] + encoders
   if float32_twin:
     timed.append(lambda: float32_twin.network(network_input))
   with matmul_run() as matmul:
-    (matmul_seconds, model_seconds, one_band_seconds, end_to_end_seconds, encode_seconds,
-     pillow_encode_seconds, *float32_seconds) = time_runs([matmul] + timed, runs)
+    (matmul_seconds, model_seconds, end_to_end_seconds, decode_seconds, reconstruction_seconds,
+     encode_seconds, pillow_encode_seconds, *float32_seconds) = time_runs([matmul] + timed, runs)
   peak = 2.0 * MATMUL_SIZE ** 3 / np.median(matmul_seconds) / 1e9
   gflop = network_gflop(height // scale, width // scale, scale, network_input.shape[-1])
   median = float(np.median(model_seconds))
@@ -220,9 +223,10 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
             'model_ms_median': 1e3 * median, 'model_ms_min': 1e3 * min(model_seconds),
             'model_ms_max': 1e3 * max(model_seconds), 'fps': 1.0 / median, 'gflops': gflop / median,
             'peak_gflops': peak, 'fraction_of_peak': gflop / median / peak,
-            'one_band_model_ms_median': 1e3 * float(np.median(one_band_seconds)),
             'end_to_end_ms_median': 1e3 * float(np.median(end_to_end_seconds)),
             'end_to_end_ratio': float(np.median(end_to_end_seconds)) / median,
+            'decode_ms_median': 1e3 * float(np.median(decode_seconds)),
+            'reconstruction_ms_median': 1e3 * float(np.median(reconstruction_seconds)),
             'png_encode_ms_median': 1e3 * float(np.median(encode_seconds)),
             'pillow_png_encode_ms_median': 1e3 * float(np.median(pillow_encode_seconds))}
   for key, encode in zip(('png_bytes', 'pillow_png_bytes'), encoders):

@@ -1,4 +1,4 @@
-"""Tiles and bands: an image processed in overlapping pieces equals the same image in one pass, to the bit.
+"""Tiles: an image processed in overlapping pieces equals the same image in one pass, to the bit.
 
 Not a matter of course: with the weights in variables TensorFlow's oneDNN convolutions sum in another
 order for another shape, and a compiled (fused) pass rounds a multiply-add once where an unfused one rounds
@@ -35,23 +35,6 @@ def test_tiled_output_equals_one_pass(upscaler, scale, channels, gray):
       np.testing.assert_array_equal(model.upscale(image), one_pass)
   finally:
     model.tile = espcn.DEFAULT_TILE
-
-
-def test_bands_of_one_batch_give_the_output_of_one_pass(upscaler):
-  """An image runs as a batch of horizontal bands (one per core) with margins: the same values as one pass,
-  for the network alone and for the whole reconstruction."""
-  model = upscaler(3, 'y')
-  image = smooth_rgb(97, 45)
-  lr_array = model.network_input(image)
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(utils, 'WORKERS', 1)  # one band
-    one_pass, one_pass_pixels = model.network(lr_array), model.upscale(image)
-  assert one_pass.shape == (3 * 97, 3 * 45, 1) and one_pass_pixels.shape == (3 * 97, 3 * 45, 3)
-  for workers in (2, 3):
-    with pytest.MonkeyPatch.context() as patch:
-      patch.setattr(utils, 'WORKERS', workers)
-      np.testing.assert_array_equal(model.network(lr_array), one_pass)
-      np.testing.assert_array_equal(model.upscale(image), one_pass_pixels)
 
 
 @pytest.mark.parametrize('channels', ['y', 'rgb'])
