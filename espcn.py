@@ -184,22 +184,22 @@ def reconstruction_graph(build_network, scale, channels):
   multiplies by 255 and rounds, which comes out the same either way.
   """
   lr_pixels = tf.placeholder(tf.uint8, [None, None, 3], name='lr_pixels')
-  lr_rgb = tf.cast(lr_pixels[None], tf.float32)  # [1, H, W, 3] in [0, 255]: a batch of one
+  lr_rgb = tf.cast(lr_pixels, tf.float32)  # [H, W, 3] in [0, 255]
   if channels == 'y':
-    lr_ycbcr = rgb_to_ycbcr(lr_rgb)  # [1, H, W, 3]
-    network_input = lr_ycbcr[0, ..., :1] / 255.0  # [H, W, 1]
+    lr_ycbcr = rgb_to_ycbcr(lr_rgb)  # [H, W, 3]
+    network_input = lr_ycbcr[..., :1] / 255.0  # [H, W, 1]
   else:
-    network_input = lr_rgb[0] / 255.0  # [H, W, 3]
+    network_input = lr_rgb / 255.0  # [H, W, 3]
   lr_image = tf.placeholder_with_default(network_input, [None, None, utils.CHANNEL_MODES[channels]],
                                          name='lr_image')
-  sr_images = build_network(lr_image[None])  # [1, rH, rW, C]
+  sr_images = build_network(lr_image[None])  # [1, rH, rW, C]: a batch of one
   if channels == 'y':
     rgb_from_ycbcr = utils.RGB_FROM_YCBCR.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
     offset = utils.YCBCR_OFFSET.astype(np.float32)  # [3]
     luma_gain = rgb_from_ycbcr[0, 0]  # Y's weight, the same in R, G and B (255/219)
     luma_share = (255.0 * luma_gain) * sr_images  # [1, rH, rW, 1]: what Y adds to each of R, G and B
     chroma_share = bicubic_subpixels(  # [1, H, W, r*r*3]: what Cb and Cr add to R, G, B, upscaled ...
-        lr_ycbcr[..., 1:] - offset[1:], scale, mix=rgb_from_ycbcr[:, 1:])
+        lr_ycbcr[None, ..., 1:] - offset[1:], scale, mix=rgb_from_ycbcr[:, 1:])
     y_offset_share = np.full(scale * scale * 3, -luma_gain * offset[0], np.float32)  # [r*r*3]
     chroma_share = tf.nn.bias_add(chroma_share, y_offset_share)  # ... plus Y's offset (a bias: no extra pass)
   with tf.xla.experimental.jit_scope():  # no multiply-then-add in here: see the docstring on rounding
