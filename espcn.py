@@ -101,6 +101,16 @@ def espcn(lr_images, scale, channels, output_activation='tanh', layer2_dtype=tf.
   return tf.tanh(sr_images) if output_activation == 'tanh' else sr_images
 
 
+def multiply_adds_per_pixel(scale, channels):
+  """Multiply-adds of the three convolutions above for one LR pixel (the benchmark's FLOP count)."""
+  return 5 * 5 * channels * 64 + 3 * 3 * 64 * 32 + 3 * 3 * 32 * scale * scale * channels
+
+
+def session_config(threads):
+  """Session options: `threads` CPU threads per operation and operations at once (0: all cores)."""
+  return tf.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
+
+
 RECEPTIVE_RADIUS = 4  # LR pixels that reach one output pixel from each side: 2 (5x5) + 1 (3x3) + 1 (3x3)
 TILE_MARGIN = 2 * RECEPTIVE_RADIUS  # LR context around a tile: tiles overlap by 16 >= the 9x9 receptive field
 DEFAULT_TILE = 512  # LR pixels per tile side: about 250 MiB of activations for rgb, any image size
@@ -169,11 +179,11 @@ class Reconstruction(NamedTuple):
 def reconstruction_graph(build_network, scale, channels):
   """The reconstruction step for colour images, 8-bit RGB in and out, as one graph around the network.
 
+  `build_network` builds the network on a float32 batch [N, H, W, C] in [0, 1]; here the batch is one image.
   'y' (the paper): the network upscales Y; Cb and Cr are upscaled by bicubic interpolation; the three go
   back to RGB. R, G and B are sums of what Y adds and what Cb and Cr add; the second part is mixed at the
   LR pixels, inside the bicubic convolution (its `mix`), so only the sum is left to do at every HR pixel.
-  'rgb' (the blog): the network upscales R, G and B. `build_network` builds the network on a
-  float32 batch [N, H, W, C] in [0, 1]; here the batch is one image.
+  'rgb' (the blog): the network upscales R, G and B.
 
   The steps after the convolutions touch every output value a few times each; XLA fuses them into one pass
   (README, "Speed and memory"). TensorFlow compiles that pass for an image shape once the shape recurs
@@ -209,6 +219,11 @@ def reconstruction_graph(build_network, scale, channels):
       sr_rgb = 255.0 * sr_images  # [1, rH, rW, 3]
     sr_pixels = tf.saturate_cast(tf.round(sr_rgb[0]), tf.uint8)  # [rH, rW, 3]
   return Reconstruction(lr_pixels, lr_image, sr_images[0], sr_pixels)
+
+
+def latest_checkpoint(directory):
+  """The newest checkpoint that `directory` names in its state file, or None (also for no such folder)."""
+  return tf.train.latest_checkpoint(directory) if os.path.isdir(directory) else None
 
 
 def tiles(height, width, tile):
@@ -255,7 +270,7 @@ class Upscaler:
   def from_checkpoint(cls, checkpoint_dir, scale, channels, tile=DEFAULT_TILE, precision='float32'):
     """Builds the inference graph that `checkpoint_dir` was trained with and restores its latest weights."""
     config = utils.read_model_config(checkpoint_dir)
-    checkpoint = tf.train.latest_checkpoint(checkpoint_dir) if os.path.isdir(checkpoint_dir) else None
+    checkpoint = latest_checkpoint(checkpoint_dir)
     if config is None or checkpoint is None:
       raise utils.InputError(
           f'{checkpoint_dir}: no trained checkpoint here; train one with '
@@ -316,20 +331,20 @@ class Upscaler:
 
   def upscale(self, image):
     """uint8 [H, W, 3] RGB or [H, W] grayscale -> uint8 image of r*H x r*W in the same layout."""
-    r = self.scale
+    scale = self.scale
     height, width = image.shape[:2]
     boxes = tiles(height, width, self.tile)
     if len(boxes) == 1:
       return self._reconstruct(image)  # one pass: no copy into an output array
-    output = np.empty((height * r, width * r) + image.shape[2:], np.uint8)
+    output = np.empty((height * scale, width * scale) + image.shape[2:], np.uint8)
     for top, left, bottom, right in boxes:
       window_top, window_left = max(top - TILE_MARGIN, 0), max(left - TILE_MARGIN, 0)
       window = image[window_top:min(bottom + TILE_MARGIN, height),
                      window_left:min(right + TILE_MARGIN, width)]
       sr_window = self._reconstruct(window)  # [rh, rw] or [rh, rw, 3] of the window
-      rows = slice((top - window_top) * r, (bottom - window_top) * r)
-      columns = slice((left - window_left) * r, (right - window_left) * r)
-      output[top * r:bottom * r, left * r:right * r] = sr_window[rows, columns]
+      rows = slice((top - window_top) * scale, (bottom - window_top) * scale)
+      columns = slice((left - window_left) * scale, (right - window_left) * scale)
+      output[top * scale:bottom * scale, left * scale:right * scale] = sr_window[rows, columns]
     return output
 
   def _reconstruct(self, window):

@@ -39,7 +39,8 @@ def define_flags():
                       '--scale/--channels, checkpoint/espcn_<channels>_x<scale>.')
   flags.DEFINE_string('eval_dir', '', 'Evaluate instead: a folder of ground-truth (HR) images (or a glob '
                       'pattern, or a comma-separated list).')
-  flags.DEFINE_string('json', '', 'With --eval_dir: also write the scores to this JSON file.')
+  flags.DEFINE_string('json', '', 'With --eval_dir or --benchmark: also write the report to this '
+                      'JSON file.')
   flags.DEFINE_bool('benchmark', False, 'Time the network on one frame of --size, and the whole job on a '
                     'PNG of that size; --json writes the figures.')
   flags.DEFINE_string('size', '1920x1080', 'With --benchmark: OUTPUT frame size, WIDTHxHEIGHT.')
@@ -68,9 +69,6 @@ def upscale_image(upscaler, image):
 
   Pixels, not a PIL image: a 12000x12000 result is 432 MB, and every conversion would copy it.
   """
-  if image.mode in ('I', 'F') or image.mode.startswith('I;'):
-    raise utils.InputError(f'{image.filename}: {image.mode} images (16/32-bit) are not supported; '
-                           f'convert to 8 bits per channel first')
   has_alpha = image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info
   colour_mode = utils.colour_mode(image)
   upscaled = upscaler.upscale(np.asarray(image.convert(colour_mode)))
@@ -95,10 +93,25 @@ def upscale_files(upscaler, input_spec, output_dir):
   else:
     named_images = [(SAMPLE_PHOTO, sample_photo)]
   for name, load in named_images:
-    stem = os.path.splitext(os.path.basename(name))[0]
-    output = os.path.join(output_dir, f'{stem}_x{upscaler.scale}.png')
+    output = os.path.join(output_dir, f'{output_stem(name)}_x{upscaler.scale}.png')
     upscale_file(upscaler, load, output)
     print(f'{name} -> {output}')
+
+
+def output_stem(path):
+  """What the outputs of an input image are named after: its file name without the extension."""
+  return os.path.splitext(os.path.basename(path))[0]
+
+
+def check_distinct_names(paths):
+  """Refuses inputs whose outputs would have one name (a.png and a.jpg, or d1/a.png and d2/a.png): the
+  later one would silently overwrite the earlier one's result."""
+  first_with_stem = {}
+  for path in paths:
+    earlier = first_with_stem.setdefault(output_stem(path), path)
+    if earlier != path:
+      raise utils.InputError(f'{path}: its outputs would overwrite those of {earlier} (the same name); '
+                             f'rename one of them')
 
 
 def upscale_file(upscaler, load, output):
@@ -112,13 +125,11 @@ def upscale_file(upscaler, load, output):
 
 def evaluate_image(upscaler, path, output_dir):
   """Scores one ground-truth image and saves its LR, bicubic, ESPCN and HR versions."""
-  lr_image, hr_image = utils.make_lr_hr(utils.load_image(path), upscaler.scale)
-  if min(lr_image.size) < 8:
-    raise utils.InputError(f'{path}: image is too small to evaluate at x{upscaler.scale}')
+  lr_image, hr_image = utils.ground_truth_pair(path, upscaler.scale)
   hr = np.asarray(hr_image)
   bicubic = np.asarray(utils.bicubic_resize(lr_image, hr_image.size))
   sr = upscaler.upscale(np.asarray(lr_image))
-  stem = os.path.splitext(os.path.basename(path))[0]
+  stem = output_stem(path)
   for suffix, picture in (('lr', np.asarray(lr_image)), ('bicubic', bicubic), ('espcn', sr), ('hr', hr)):
     utils.save_png(picture, os.path.join(output_dir, f'{stem}_{suffix}.png'))
   border = upscaler.scale
@@ -139,8 +150,9 @@ def format_table(rows, mean):
 
 def evaluate(upscaler, eval_dir, output_dir):
   """Scores every image of `eval_dir`; returns the JSON report."""
-  rows = [evaluate_image(upscaler, path, output_dir)
-          for path in tqdm(utils.list_images(eval_dir), desc='evaluating', unit='image', leave=False)]
+  # disable=None: no bar unless stderr is a terminal, where `with` clears it before an error is printed.
+  with tqdm(utils.list_images(eval_dir), desc='evaluating', unit='image', leave=False, disable=None) as paths:
+    rows = [evaluate_image(upscaler, path, output_dir) for path in paths]
   mean = {key: float(np.mean([row[key] for row in rows]))
           for key in ('psnr_y', 'ssim_y', 'bicubic_psnr_y', 'bicubic_ssim_y')}
   return {'scale': upscaler.scale, 'channels': upscaler.channels, 'checkpoint': upscaler.checkpoint,
@@ -153,8 +165,7 @@ def evaluate(upscaler, eval_dir, output_dir):
 
 def network_gflop(lr_height, lr_width, scale, num_channels):
   """Floating-point operations of one pass (2 per multiply-add of the three convolutions), in GFLOP."""
-  multiply_adds = 5 * 5 * num_channels * 64 + 3 * 3 * 64 * 32 + 3 * 3 * 32 * scale * scale * num_channels
-  return 2.0 * lr_height * lr_width * multiply_adds / 1e9
+  return 2.0 * lr_height * lr_width * espcn.multiply_adds_per_pixel(scale, num_channels) / 1e9
 
 
 def time_runs(functions, runs, warmup=3):
@@ -174,12 +185,12 @@ def time_runs(functions, runs, warmup=3):
 
 
 @contextlib.contextmanager
-def matmul_run(size=MATMUL_SIZE):
-  """Yields a function that runs one size^3 tf.linalg.matmul, in a session of its own: 2 * size^3 FLOP
-  over its time is the machine's practical FP32 peak."""
+def matmul_run():
+  """Yields a function that runs one MATMUL_SIZE^3 tf.linalg.matmul, in a session of its own: 2 * size^3
+  FLOP over its time is the machine's practical FP32 peak."""
   graph = tf.Graph()
   with graph.as_default():
-    matrix = tf.Variable(tf.random.normal([size, size], seed=0))
+    matrix = tf.Variable(tf.random.normal([MATMUL_SIZE, MATMUL_SIZE], seed=0))
     product = tf.reduce_sum(tf.linalg.matmul(matrix, matrix))
     with tf.Session(graph=graph) as session:
       session.run(tf.global_variables_initializer())
@@ -194,8 +205,6 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   the baseline of its speed-up.
   """
   scale, width, height = upscaler.scale, output_size[0], output_size[1]
-  if width % scale or height % scale:
-    raise utils.InputError(f'--size={width}x{height}: not a multiple of --scale={scale}')
   frame = utils.bicubic_resize(sample_photo(), (width // scale, height // scale))
   frame_pixels = np.asarray(frame)
   network_input = upscaler.network_input(frame_pixels)
@@ -239,18 +248,15 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   return report
 
 
-def format_benchmark(report):
-  width = max(len(key) for key in report)
-  return '\n'.join(f'{key:>{width}}: {value:.3f}' if isinstance(value, float) else f'{key:>{width}}: {value}'
-                   for key, value in report.items())
-
-
-def parse_size(text):
+def parse_size(text, scale):
+  """--size as (width, height): positive multiples of the scale, as an output size must be."""
   try:
     width, height = (int(part) for part in text.lower().split('x'))
-    return width, height
   except ValueError:
     raise utils.InputError(f'--size={text}: expected WIDTHxHEIGHT, e.g. 1920x1080') from None
+  if min(width, height) <= 0 or width % scale or height % scale:
+    raise utils.InputError(f'--size={text}: width and height must be positive multiples of --scale={scale}')
+  return width, height
 
 
 def make_upscaler(precision):
@@ -261,21 +267,31 @@ def make_upscaler(precision):
   return espcn.Upscaler.from_checkpoint(checkpoint_dir, FLAGS.scale, FLAGS.channels, FLAGS.tile, precision)
 
 
+def check_inputs():
+  """What can be checked without a model, checked before loading one: a bad flag fails at once."""
+  if FLAGS.json and not (FLAGS.benchmark or FLAGS.eval_dir):
+    raise utils.InputError(f'--json={FLAGS.json}: only --eval_dir and --benchmark write a report')
+  if FLAGS.json:
+    utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.json)))
+  if FLAGS.benchmark:
+    parse_size(FLAGS.size, FLAGS.scale)
+    return
+  if FLAGS.eval_dir or FLAGS.input:  # a missing folder, an empty pattern or clashing names
+    check_distinct_names(utils.list_images(FLAGS.eval_dir or FLAGS.input))
+  utils.ensure_writable_dir(FLAGS.output_dir)
+
+
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
-  if FLAGS.eval_dir:
-    utils.list_images(FLAGS.eval_dir)  # a missing folder or an empty pattern fails before any work
-  utils.ensure_writable_dir(FLAGS.output_dir)
-  if FLAGS.json:
-    utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.json)))
+  check_inputs()
   upscaler = make_upscaler(FLAGS.precision)
   print(f'checkpoint: {upscaler.checkpoint}')
   if FLAGS.benchmark:
     float32_twin = make_upscaler('float32') if FLAGS.precision != 'float32' else None
     with tempfile.TemporaryDirectory() as work_dir:
-      report = benchmark(upscaler, parse_size(FLAGS.size), FLAGS.runs, work_dir, float32_twin)
-    print(format_benchmark(report))
+      report = benchmark(upscaler, parse_size(FLAGS.size, FLAGS.scale), FLAGS.runs, work_dir, float32_twin)
+    print(utils.format_report(report))
   elif FLAGS.eval_dir:
     report = evaluate(upscaler, FLAGS.eval_dir, FLAGS.output_dir)
     print(format_table(report['images'], report['mean']))

@@ -102,19 +102,20 @@ def _patches_of(path, scale, channels, patch_size, stride, downscales):
   A copy too small for one patch gives none; an InputError says why the whole file gives none.
   """
   image = utils.load_image(path)
-  pairs = []
+  pairs, lr_sizes = [], []
   for factor in downscales:
     shrunk = utils.shrink(image, factor)
     lr_image, hr_image = utils.make_lr_hr(shrunk, scale)
+    lr_sizes.append(lr_image.size)
     if min(lr_image.size) >= patch_size:
       pairs.append(utils.extract_patch_pairs(utils.network_channels(lr_image, channels),
                                              utils.network_channels(hr_image, channels),
                                              patch_size, stride, scale))
   if not pairs:
+    lr_width, lr_height = max(lr_sizes)  # of the largest copy
     raise TooSmallError(
-        f'{path}: image is smaller than one patch ({image.width}x{image.height} HR pixels give '
-        f'{image.width // scale}x{image.height // scale} LR pixels at x{scale}, patch is '
-        f'{patch_size}x{patch_size})')
+        f'{path}: image is smaller than one patch ({image.width}x{image.height} HR pixels give at most '
+        f'{lr_width}x{lr_height} LR pixels at x{scale}, patch is {patch_size}x{patch_size})')
   return np.concatenate([lr for lr, _ in pairs]), np.concatenate([hr for _, hr in pairs])
 
 
@@ -191,8 +192,8 @@ class StreamedPatches:
 
   def epoch_order(self, rng):
     chunks = rng.permutation(math.ceil(len(self) / self.chunk))
-    self.blocks = [np.concatenate([np.arange(c * self.chunk, min((c + 1) * self.chunk, len(self)))
-                                   for c in np.sort(chunks[start:start + self.chunks_per_block])])
+    self.blocks = [np.concatenate([np.arange(chunk * self.chunk, min((chunk + 1) * self.chunk, len(self)))
+                                   for chunk in np.sort(chunks[start:start + self.chunks_per_block])])
                    for start in range(0, len(chunks), self.chunks_per_block)]
     for number, patches in enumerate(self.blocks):
       self.block_of_patch[patches] = number
@@ -214,8 +215,8 @@ class StreamedPatches:
   def _block(self, number):
     if number not in self.loaded:
       self.loaded = {key: value for key, value in self.loaded.items() if key == number - 1}
-      slices = [slice(c * self.chunk, min((c + 1) * self.chunk, len(self)))
-                for c in np.unique(self.blocks[number] // self.chunk)]
+      slices = [slice(chunk * self.chunk, min((chunk + 1) * self.chunk, len(self)))
+                for chunk in np.unique(self.blocks[number] // self.chunk)]
       self.loaded[number] = tuple(np.concatenate([dataset[part] for part in slices])
                                   for dataset in (self.lr_dataset, self.hr_dataset))
     return self.loaded[number]
@@ -226,6 +227,19 @@ def settings_of(data_file):
   attributes = {key: value.item() if hasattr(value, 'item') else value
                 for key, value in data_file.attrs.items()}
   return dict(ATTRIBUTE_DEFAULTS, **attributes)
+
+
+def not_a_patch_file(path, error):
+  return utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})')
+
+
+def read_settings(path):
+  """The settings the patch file at `path` was made with, as open_patches expects them."""
+  try:
+    with h5py.File(path, 'r') as data_file:
+      return settings_of(data_file)
+  except OSError as error:
+    raise not_a_patch_file(path, error) from None
 
 
 def open_patches(path, expected_attributes, max_bytes):
@@ -248,7 +262,7 @@ def open_patches(path, expected_attributes, max_bytes):
         return InMemoryPatches(data_file)
     return StreamedPatches(data_file, max_bytes)
   except (OSError, KeyError) as error:
-    raise utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})') from None
+    raise not_a_patch_file(path, error) from None
 
 
 @utils.exit_on_input_error

@@ -43,7 +43,7 @@ def define_flags():
   flags.DEFINE_enum('output_activation', 'tanh', espcn.OUTPUT_ACTIVATIONS,
                     "Activation after PS: 'tanh' as the blog, 'none' as the paper.")
   flags.DEFINE_integer('batch_size', 16, 'Patches per training step.', lower_bound=1)
-  flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.')
+  flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.', lower_bound=0)
   flags.DEFINE_integer('epochs', 100, 'Train until this many epochs (passes over all patches) are done.',
                        lower_bound=1)
   flags.DEFINE_integer('steps', 0, 'If > 0: train until this many steps are done, instead of --epochs.',
@@ -62,14 +62,16 @@ def define_flags():
                        lower_bound=0)
   flags.DEFINE_bool('augment', True, 'Apply a random flip/90-degree rotation to each batch.')
   flags.DEFINE_float('last_layer_lr_scale', 1.0,
-                     'Learning rate of the last layer relative to the others (the paper uses 0.1).')
+                     'Learning rate of the last layer relative to the others (the paper uses 0.1).',
+                     lower_bound=0)
   flags.DEFINE_string('val_dir', '', 'Validation images (never Set5/Set14), named as --images_dir names them '
                       '(e.g. the glob BSD200/*0.png): scored every --val_every steps; '
                       'the best weights are kept in <checkpoint_dir>/best. Empty: no validation.')
   flags.DEFINE_integer('val_every', 2000, 'Steps between validations.', lower_bound=1)
   flags.DEFINE_integer('decay_patience', 5, 'Validations without improvement before the learning rate '
                        'is multiplied by --decay_factor.', lower_bound=1)
-  flags.DEFINE_float('decay_factor', 0.1, 'Learning-rate decay factor on a validation plateau.')
+  flags.DEFINE_float('decay_factor', 0.1, 'Learning-rate decay factor on a validation plateau.',
+                     lower_bound=0, upper_bound=1)
   flags.DEFINE_float('min_improvement', 0.005, 'Validation PSNR gain (dB) that restarts the patience (any '
                      'gain still makes new best weights).')
   flags.DEFINE_float('min_learning_rate', 1e-5,
@@ -136,18 +138,23 @@ def build_training_graph(scale, num_channels, output_activation, learning_rate, 
   return TrainingGraph(lr_patches, hr_patches, sr_patches, loss, train_op, global_step, rate, *state)
 
 
-def prepare_checkpoint_dir(checkpoint_dir, config):
-  """Creates the folder and its config, or checks that an existing run was made with the same settings."""
+def check_checkpoint_dir(checkpoint_dir, config):
+  """Refuses, without writing anything, a folder that holds a shipped model or a run of other settings."""
   if os.path.exists(os.path.join(checkpoint_dir, utils.MODEL_CARD_FILE)):
     raise utils.InputError(f'{checkpoint_dir}: holds a shipped model, which training never overwrites; '
                            f'pass another --checkpoint_dir')
-  utils.ensure_writable_dir(checkpoint_dir)
   existing = utils.read_model_config(checkpoint_dir)
-  if existing is None:
-    utils.write_json(config, os.path.join(checkpoint_dir, utils.MODEL_CONFIG_FILE))
-  elif existing != config:
+  if existing not in (None, config):
     raise utils.InputError(f'{checkpoint_dir}: holds a run with settings {json.dumps(existing)}, '
                            f'not {json.dumps(config)}; pass another --checkpoint_dir')
+
+
+def prepare_checkpoint_dir(checkpoint_dir, config):
+  """Creates the folder and its config, or checks that an existing run was made with the same settings."""
+  check_checkpoint_dir(checkpoint_dir, config)
+  utils.ensure_writable_dir(checkpoint_dir)
+  if utils.read_model_config(checkpoint_dir) is None:
+    utils.write_json(config, os.path.join(checkpoint_dir, utils.MODEL_CONFIG_FILE))
 
 
 def augment(lr_batch, hr_batch, rng):
@@ -207,7 +214,7 @@ def load_validation_pairs(val_dir, scale):
     if os.path.basename(os.path.dirname(os.path.abspath(path))).lower() in ('set5', 'set14'):
       raise utils.InputError(f'{path}: Set5 and Set14 are test sets; validate on other images '
                              f'(e.g. ../shared/data/General100)')
-  pairs = [utils.make_lr_hr(utils.load_image(path), scale) for path in paths]
+  pairs = [utils.ground_truth_pair(path, scale) for path in paths]
   return [(np.asarray(lr_image), np.asarray(hr_image)) for lr_image, hr_image in pairs]
 
 
@@ -246,13 +253,18 @@ class Trainer:
 
     Only the network's weights are taken; Adam's moments, the step and the schedule start afresh.
     """
-    checkpoint = tf.train.latest_checkpoint(model_dir) if os.path.isdir(model_dir) else None
+    checkpoint = espcn.latest_checkpoint(model_dir)
     if checkpoint is None:
       raise utils.InputError(f'{model_dir}: no checkpoint to initialise from (--init_from)')
-    shapes = dict(tf.train.list_variables(checkpoint))
-    matching = [variable for variable in tf.trainable_variables()
-                if shapes.get(variable.op.name) == variable.shape.as_list()]
-    tf.train.Saver(matching).restore(self.session, checkpoint)
+    try:
+      shapes = dict(tf.train.list_variables(checkpoint))
+      matching = [variable for variable in tf.trainable_variables()
+                  if shapes.get(variable.op.name) == variable.shape.as_list()]
+      if not matching:
+        raise utils.InputError(f'{checkpoint}: no weights of this network\'s shapes to start from (--init_from)')
+      tf.train.Saver(matching).restore(self.session, checkpoint)
+    except (tf.errors.OpError, ValueError) as error:
+      raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
     tqdm.write(f'initialised {", ".join(variable.op.name for variable in matching)} from {checkpoint}')
     self.record_starting_point(model_dir, checkpoint, matching)
 
@@ -353,9 +365,7 @@ def train(patches, checkpoint_dir, config, options, val_pairs=()):
   graph = build_training_graph(config['scale'], utils.CHANNEL_MODES[config['channels']],
                                config['output_activation'], options.learning_rate,
                                options.last_layer_lr_scale, options.loss_border)
-  session_config = tf.ConfigProto(intra_op_parallelism_threads=options.threads,
-                                  inter_op_parallelism_threads=options.threads)
-  with tf.Session(config=session_config) as session:
+  with tf.Session(config=espcn.session_config(options.threads)) as session:
     trainer = Trainer(graph, session, checkpoint_dir, config, options)
     latest = trainer.restore_or_initialize()
     step = session.run(graph.global_step)
@@ -400,14 +410,15 @@ def main(argv):
   checkpoint_dir = FLAGS.checkpoint_dir or default_checkpoint_dir(FLAGS.channels, FLAGS.scale)
   settings = (FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride,
               prepare_data.parse_downscales(FLAGS.downscales))
+  config = {'scale': FLAGS.scale, 'channels': FLAGS.channels,
+            'output_activation': FLAGS.output_activation}
+  val_pairs = load_validation_pairs(FLAGS.val_dir, FLAGS.scale) if FLAGS.val_dir else ()
+  check_checkpoint_dir(checkpoint_dir, config)  # the quick checks first, before minutes of preparation
   if not os.path.exists(data_path):
     print(f'{data_path} does not exist yet: preparing it from {FLAGS.images_dir}')
     print(prepare_data.prepare(FLAGS.images_dir, data_path, *settings))
   expected = prepare_data.data_attributes(*settings)
   patches = prepare_data.open_patches(data_path, expected, int(FLAGS.max_memory * 2**20))
-  config = {'scale': FLAGS.scale, 'channels': FLAGS.channels,
-            'output_activation': FLAGS.output_activation}
-  val_pairs = load_validation_pairs(FLAGS.val_dir, FLAGS.scale) if FLAGS.val_dir else ()
   prepare_checkpoint_dir(checkpoint_dir, config)
   train(patches, checkpoint_dir, config, FLAGS, val_pairs)
 

@@ -1,7 +1,7 @@
 """Helpers shared by prepare_data.py, train.py and generate.py: files, colour, patches and metrics.
 
-Everything here is NumPy, Pillow, ISA-L (PNG compression) and the standard library, so the data pipeline and
-the evaluation can be read (and tested) without TensorFlow.
+Everything here is NumPy, Pillow, ISA-L (PNG compression), absl flags and the standard library, so the data
+pipeline and the evaluation can be read (and tested) without TensorFlow.
 """
 import concurrent.futures
 import contextlib
@@ -112,13 +112,20 @@ def list_images(spec):
 
 
 def load_image(path):
-  """Opens and fully decodes an image, so that a truncated file fails here and not halfway through."""
+  """Opens and fully decodes an image, so that a truncated file fails here and not halfway through.
+
+  Only 8 bits per channel: Pillow's conversions of 16- and 32-bit images to 8 bits clip instead of
+  scaling, which would quietly turn most of an image white.
+  """
   try:
     with Image.open(path) as image:
       image.load()
-      return image
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
     raise InputError(f'{path}: not a readable image ({error})') from None
+  if image.mode in ('I', 'F') or image.mode.startswith('I;'):
+    raise InputError(f'{path}: {image.mode} images (16/32-bit) are not supported; '
+                     f'convert to 8 bits per channel first')
+  return image
 
 
 def save_png(image, path):
@@ -194,6 +201,13 @@ def _deflate_rows(rows, channels, last):
   compressed = compressor.compress(filtered) + compressor.flush(
       isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
   return filtered, compressed
+
+
+def format_report(report):
+  """A JSON report as aligned 'key: value' lines, floats to three decimals."""
+  width = max(len(key) for key in report)
+  return '\n'.join(f'{key:>{width}}: {value:.3f}' if isinstance(value, float) else f'{key:>{width}}: {value}'
+                   for key, value in report.items())
 
 
 def write_text(text, path):
@@ -310,6 +324,17 @@ def make_lr_hr(image, scale):
   return lr_image, hr_image
 
 
+MIN_SCORED_LR_SIDE = 8  # the HR image less its border of r pixels a side still holds SSIM's 11x11 window
+
+
+def ground_truth_pair(path, scale):
+  """The (LR, HR) pair of a ground-truth image file for evaluation or validation, big enough to score."""
+  lr_image, hr_image = make_lr_hr(load_image(path), scale)
+  if min(lr_image.size) < MIN_SCORED_LR_SIDE:
+    raise InputError(f'{path}: image is too small to evaluate at x{scale}')
+  return lr_image, hr_image
+
+
 def extract_patch_pairs(lr_array, hr_array, patch_size, stride, scale):
   """Cuts aligned patches: LR [N, p, p, C] at LR `stride`, and the HR [N, rp, rp, C] patches they cover.
 
@@ -320,9 +345,9 @@ def extract_patch_pairs(lr_array, hr_array, patch_size, stride, scale):
   corners = [(top, left) for top in range(0, height - patch_size + 1, stride)
              for left in range(0, width - patch_size + 1, stride)]
   hr_size = patch_size * scale
-  lr_patches = np.stack([lr_array[t:t + patch_size, l:l + patch_size] for t, l in corners])
-  hr_patches = np.stack([hr_array[t * scale:t * scale + hr_size, l * scale:l * scale + hr_size]
-                         for t, l in corners])
+  lr_patches = np.stack([lr_array[top:top + patch_size, left:left + patch_size] for top, left in corners])
+  hr_patches = np.stack([hr_array[top * scale:top * scale + hr_size, left * scale:left * scale + hr_size]
+                         for top, left in corners])
   return lr_patches, hr_patches
 
 

@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import prepare_data
 
@@ -85,6 +86,21 @@ def test_prepare_data_skips_unreadable_and_too_small_images_and_counts_them(
   assert output.is_file()
 
 
+def test_prepare_data_skips_a_16_bit_image_instead_of_clipping_it_to_white(
+    tmp_path, make_image, run_script):
+  folder, output = tmp_path / 'images', tmp_path / 'patches.h5'
+  folder.mkdir()
+  make_image(40, 40).save(folder / 'good.png')
+  sixteen_bit = folder / 'sixteen_bit.png'
+  Image.fromarray(np.full((40, 40), 30000, np.uint16)).save(sixteen_bit)  # mode I;16
+  result = run_script('prepare_data.py', f'--images_dir={folder}', f'--output={output}',
+                      f'--scale={SCALE}', f'--patch_size={PATCH_SIZE}', f'--stride={STRIDE}')
+  assert result.returncode == 0, result.stderr
+  warnings = [line for line in result.stderr.splitlines() if line.startswith('skipped: ')]
+  assert len(warnings) == 1 and str(sixteen_bit) in warnings[0] and '16' in warnings[0], result.stderr
+  assert '1 images used, 1 skipped (1 unreadable)' in result.stdout, result.stdout
+
+
 def test_prepare_data_into_an_unwritable_folder(tmp_path, make_image, run_script, assert_input_error):
   folder = tmp_path / 'images'
   folder.mkdir()
@@ -146,6 +162,36 @@ def test_generate_with_a_truncated_image_keeps_an_earlier_output(
   assert sorted(path.name for path in output_dir.iterdir()) == ['photo_x3.png']
 
 
+@pytest.mark.parametrize('size', ['0x0', '-3x-3', '1920x1081', 'wide'])
+def test_generate_benchmark_with_a_bad_size(run_script, assert_input_error, size):
+  result = run_script('generate.py', '--benchmark', '--random_weights', '--scale=3', f'--size={size}')
+  assert_input_error(result, f'--size={size}')
+
+
+def test_generate_refuses_inputs_whose_outputs_would_share_a_name(
+    tmp_path, make_image, run_script, assert_input_error):
+  """a.png and a.jpg would both become a_x3.png: refused before any work, nothing written."""
+  folder, output_dir = tmp_path / 'photos', tmp_path / 'out'
+  folder.mkdir()
+  make_image(20, 20, seed=1).save(folder / 'a.png')
+  make_image(20, 20, seed=2).save(folder / 'a.jpg')
+  result = run_script('generate.py', '--random_weights', f'--input={folder}', f'--output_dir={output_dir}')
+  assert_input_error(result, folder / 'a.png', folder / 'a.jpg')
+  assert pngs_in(output_dir) == []
+
+
+def test_generate_evaluation_of_a_too_small_image_prints_one_clean_line(
+    tmp_path, make_image, run_script, assert_input_error):
+  """The error ends the evaluation loop: no progress bar may share its line (stderr is not a terminal)."""
+  folder = tmp_path / 'ground_truth'
+  folder.mkdir()
+  make_image(60, 60).save(folder / 'a_good.png')
+  make_image(12, 12).save(folder / 'b_tiny.png')
+  result = run_script('generate.py', '--random_weights', f'--eval_dir={folder}',
+                      f'--output_dir={tmp_path / "out"}')
+  assert_input_error(result, folder / 'b_tiny.png')
+
+
 def test_generate_with_a_missing_checkpoint_folder(tmp_path, make_image, run_script, assert_input_error):
   make_image(20, 20).save(tmp_path / 'photo.png')
   missing = tmp_path / 'no_checkpoint_here'
@@ -196,6 +242,18 @@ def test_train_with_data_prepared_for_another_scale(
 
 
 @pytest.mark.slow
+def test_train_from_a_corrupt_init_from_checkpoint(tmp_path, run_script, trained_run, assert_input_error):
+  corrupt = tmp_path / 'model'
+  corrupt.mkdir()
+  (corrupt / 'checkpoint').write_text('model_checkpoint_path: "espcn.ckpt-5"\n')
+  (corrupt / 'espcn.ckpt-5.index').write_bytes(b'not a checkpoint index')
+  result = run_script('train.py', f'--data={trained_run.data}', f'--checkpoint_dir={tmp_path / "run"}',
+                      '--scale=3', '--channels=rgb', '--patch_size=8', '--stride=4', '--steps=5',
+                      f'--init_from={corrupt}')
+  assert_input_error(result, corrupt / 'espcn.ckpt-5')
+
+
+@pytest.mark.slow
 def test_train_refuses_to_write_into_a_shipped_model_folder(tmp_path, run_script, trained_run,
                                                            assert_input_error):
   shipped = tmp_path / 'espcn_rgb_x3'
@@ -205,3 +263,35 @@ def test_train_refuses_to_write_into_a_shipped_model_folder(tmp_path, run_script
                       '--channels=rgb', '--patch_size=8', '--stride=4', '--steps=5')
   assert_input_error(result, shipped)
   assert sorted(path.name for path in shipped.iterdir()) == ['MODEL.md']
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tools
+# ---------------------------------------------------------------------------------------------------------
+
+def test_ship_model_with_a_run_missing_its_logs_leaves_the_shipped_model_as_it_was(
+    tmp_path, run_script, assert_input_error):
+  """Everything is read and checked before the shipped folder is touched; it is replaced only whole."""
+  run_dir = tmp_path / 'run'
+  (run_dir / 'best').mkdir(parents=True)
+  (run_dir / 'best' / 'checkpoint').write_text('model_checkpoint_path: "espcn.ckpt-5"\n')
+  for suffix in ('index', 'data-00000-of-00001'):
+    (run_dir / 'best' / f'espcn.ckpt-5.{suffix}').write_bytes(b'weights')
+  (run_dir / 'config.json').write_text('{"scale": 3, "channels": "y", "output_activation": "none"}')
+  shipped = tmp_path / 'espcn_y_x3'
+  shipped.mkdir()
+  (shipped / 'MODEL.md').write_text('# the shipped model\n')
+  (shipped / 'espcn.ckpt-9.index').write_bytes(b'shipped weights')
+  result = run_script('tools/ship_model.py', f'--run_dir={run_dir}', f'--to={shipped}')
+  assert_input_error(result, run_dir / 'runs.jsonl')
+  assert sorted(path.name for path in tmp_path.iterdir()) == ['espcn_y_x3', 'run']
+  assert sorted(path.name for path in shipped.iterdir()) == ['MODEL.md', 'espcn.ckpt-9.index']
+  assert (shipped / 'MODEL.md').read_text() == '# the shipped model\n'
+
+
+@pytest.mark.parametrize('crop', ['1,2,x,4', '1,2,4', '0,0,0,10'])
+def test_make_figure_with_a_bad_crop(tmp_path, run_script, assert_input_error, crop):
+  result = run_script('tools/make_figure.py', f'--result_dir={tmp_path}', f'--crop={crop}',
+                      f'--output={tmp_path / "figure.png"}')
+  assert_input_error(result, f'--crop={crop}')
+  assert not (tmp_path / 'figure.png').exists()

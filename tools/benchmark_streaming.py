@@ -7,18 +7,17 @@ the median patches per second of each and their ratio:
 
   python tools/benchmark_streaming.py --data=checkpoint/t91_bsd200_y_x3_s7.h5 --max_memory=64
 """
-import json
 import os
 import sys
 import time
 
-import h5py
 import numpy as np
 from absl import app
 from absl import flags
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import espcn  # pylint: disable=wrong-import-position
 import prepare_data  # pylint: disable=wrong-import-position
 import train  # pylint: disable=wrong-import-position
 import utils  # pylint: disable=wrong-import-position
@@ -39,15 +38,6 @@ def define_flags():
   flags.mark_flag_as_required('data')
 
 
-def file_attributes(path):
-  """The settings a patch file was made with, as prepare_data.open_patches expects them."""
-  try:
-    with h5py.File(path, 'r') as data_file:
-      return prepare_data.settings_of(data_file)
-  except OSError as error:
-    raise utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})') from None
-
-
 def patches_per_second(session, graph, batch_iterator, steps, batch_size):
   """Trains `steps` steps on batches from `batch_iterator`, feeding included."""
   start = time.perf_counter()
@@ -60,7 +50,7 @@ def patches_per_second(session, graph, batch_iterator, steps, batch_size):
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
-  attributes = file_attributes(FLAGS.data)
+  attributes = prepare_data.read_settings(FLAGS.data)
   readers = {'in_memory': prepare_data.open_patches(FLAGS.data, attributes, 2**62),
              'streamed': prepare_data.open_patches(FLAGS.data, attributes, int(FLAGS.max_memory * 2**20))}
   if not isinstance(readers['streamed'], prepare_data.StreamedPatches):
@@ -70,10 +60,8 @@ def main(argv):
                                      'none', 1e-4, 1.0)
   batch_iterators = {name: train.batches(reader, FLAGS.batch_size, seed=0, first_step=0, augment_batches=True)
                      for name, reader in readers.items()}
-  config = tf.ConfigProto(intra_op_parallelism_threads=FLAGS.threads,
-                          inter_op_parallelism_threads=FLAGS.threads)
   speeds = {name: [] for name in readers}
-  with tf.Session(config=config) as session:
+  with tf.Session(config=espcn.session_config(FLAGS.threads)) as session:
     session.run(tf.global_variables_initializer())
     for batch_iterator in batch_iterators.values():  # warm-up: kernel selection, first reads
       patches_per_second(session, graph, batch_iterator, 50, FLAGS.batch_size)
@@ -86,8 +74,7 @@ def main(argv):
             'batch_size': FLAGS.batch_size, 'steps_per_round': FLAGS.steps, 'rounds': FLAGS.rounds,
             'in_memory_patches_per_s': medians['in_memory'], 'streamed_patches_per_s': medians['streamed'],
             'streamed_to_in_memory': medians['streamed'] / medians['in_memory']}
-  for key, value in report.items():
-    print(f'{key:>24}: {value:.3f}' if isinstance(value, float) else f'{key:>24}: {value}')
+  print(utils.format_report(report))
   if FLAGS.json:
     utils.write_json(report, FLAGS.json)
 

@@ -4,8 +4,8 @@ For one evaluated image it shows the same crop of LR (nearest-neighbour, to see 
 ESPCN and HR side by side, enlarged, each labelled with its whole-image Y-PSNR against HR:
 
   python generate.py --eval_dir=../shared/data/Set5 --scale=3 --channels=y --output_dir=result/set5_y_x3
-  python tools/make_figure.py --result_dir=result/set5_y_x3 --name=butterfly --crop=60,60,96,96 \
-      --output=docs/butterfly_y_x3.png
+  python tools/make_figure.py --result_dir=result/set5_y_x3 --name=butterfly --crop=84,84,96,96 --zoom=2 \
+      --output=result/butterfly_y_x3.png
 """
 import os
 import sys
@@ -49,20 +49,31 @@ def compose(images, box, zoom, scale):
   draw = ImageDraw.Draw(figure)
   for index, (key, title) in enumerate(PANELS):
     crop = images[key].crop((left, top, left + width, top + height)).resize(panel_size, Image.NEAREST)
-    x = index * (panel_size[0] + GAP)
-    figure.paste(crop.convert('RGB'), (x, 0))
+    panel_left = index * (panel_size[0] + GAP)
+    figure.paste(crop.convert('RGB'), (panel_left, 0))
     label = title
     if key in ('bicubic', 'espcn'):
       label += f'  {utils.psnr_y(images["hr"], images[key], scale):.2f} dB'
-    draw.text((x + 2, panel_size[1] + 3), label, fill='black')
+    draw.text((panel_left + 2, panel_size[1] + 3), label, fill='black')
   return figure
+
+
+def parse_crop(values):
+  """--crop as [left, top, width, height]: four integers, a non-empty box."""
+  try:
+    box = [int(value) for value in values]
+  except ValueError:
+    box = []
+  if len(box) != 4 or min(box[2:]) <= 0:
+    raise utils.InputError(f'--crop={",".join(values)}: expected left,top,width,height, e.g. 60,60,96,96')
+  return box
 
 
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
+  box = parse_crop(FLAGS.crop)
   images, scale = load_panels(FLAGS.result_dir, FLAGS.name)
-  box = [int(value) for value in FLAGS.crop]
   utils.save_png(compose(images, box, FLAGS.zoom, scale), FLAGS.output)
   print(f'{FLAGS.output}: {FLAGS.name}, crop {box}, x{scale}')
 

@@ -18,10 +18,10 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+import espcn  # pylint: disable=wrong-import-position
 import generate  # pylint: disable=wrong-import-position
 import train  # pylint: disable=wrong-import-position
 import utils  # pylint: disable=wrong-import-position
-from espcn import tf  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
 
@@ -34,8 +34,12 @@ def define_flags():
 
 
 def read_json_lines(path):
-  with open(path) as stream:
-    return [json.loads(line) for line in stream if line.strip()]
+  """The records of a JSON-lines log, or an InputError if the run has no such log."""
+  try:
+    with open(path) as stream:
+      return [json.loads(line) for line in stream if line.strip()]
+  except (OSError, ValueError) as error:
+    raise utils.InputError(f'{path}: not a readable train.py log ({error})') from None
 
 
 def flag_value(command, name, default):
@@ -69,7 +73,9 @@ def training_data(runs):
 def model_card(config, checkpoint_name, runs, validations, starting_point=''):
   """MODEL.md: what the model is, which weights were chosen, and how exactly they were trained."""
   best_step = int(checkpoint_name.split('-')[-1])
-  chosen = next(record for record in validations if record['step'] == best_step)
+  chosen = next((record for record in validations if record['step'] == best_step), None)
+  if chosen is None:
+    raise utils.InputError(f'{FLAGS.run_dir}: {train.VALIDATION_LOG} has no score for step {best_step}')
   last = validations[-1]
   first_command = runs[0]['command']
   decays = [(record['step'], record['learning_rate'])
@@ -127,30 +133,43 @@ def read_starting_point(run_dir):
     return stream.read()
 
 
+def replace_folder(staged, destination):
+  """Puts the complete folder `staged` in place of `destination` (which may not exist yet) by renames, so
+  that a failure before this point leaves the shipped model as it was."""
+  retired = f'{destination}.{os.getpid()}.old'
+  if os.path.exists(destination):
+    os.rename(destination, retired)
+  os.rename(staged, destination)
+  shutil.rmtree(retired, ignore_errors=True)
+
+
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   best_dir = os.path.join(FLAGS.run_dir, train.BEST_DIR)
-  checkpoint = tf.train.latest_checkpoint(best_dir) if os.path.isdir(best_dir) else None
-  if checkpoint is None:
-    raise utils.InputError(f'{best_dir}: no best checkpoint (train with --val_dir)')
+  checkpoint = espcn.latest_checkpoint(best_dir)
   config = utils.read_model_config(FLAGS.run_dir)
+  if checkpoint is None or config is None:
+    raise utils.InputError(f'{FLAGS.run_dir}: no best checkpoint and model config here (train with --val_dir)')
   destination = FLAGS.to or generate.shipped_checkpoint_dir(config['channels'], config['scale'])
-  if os.path.exists(destination):
-    if not os.path.exists(os.path.join(destination, utils.MODEL_CARD_FILE)):
-      raise utils.InputError(f'{destination}: exists and is not a shipped model; not overwriting it')
-    shutil.rmtree(destination)
-  os.makedirs(destination)
+  if os.path.exists(destination) and not os.path.exists(os.path.join(destination, utils.MODEL_CARD_FILE)):
+    raise utils.InputError(f'{destination}: exists and is not a shipped model; not overwriting it')
   checkpoint_name = os.path.basename(checkpoint)
-  for name in os.listdir(best_dir):
-    if name.startswith(checkpoint_name + '.') or name == 'checkpoint':  # the state file names it, relatively
-      shutil.copy(os.path.join(best_dir, name), destination)
-  for log in (utils.MODEL_CONFIG_FILE, train.RUN_LOG, train.VALIDATION_LOG):
-    shutil.copy(os.path.join(FLAGS.run_dir, log), destination)
   card = model_card(config, checkpoint_name, read_json_lines(os.path.join(FLAGS.run_dir, train.RUN_LOG)),
                     read_json_lines(os.path.join(FLAGS.run_dir, train.VALIDATION_LOG)),
                     read_starting_point(FLAGS.run_dir))
-  utils.write_text(card, os.path.join(destination, utils.MODEL_CARD_FILE))
+  staged = f'{destination}.{os.getpid()}.tmp'
+  os.makedirs(staged)
+  try:
+    for name in os.listdir(best_dir):
+      if name.startswith(checkpoint_name + '.') or name == 'checkpoint':  # the state file names it, relatively
+        shutil.copy(os.path.join(best_dir, name), staged)
+    for log in (utils.MODEL_CONFIG_FILE, train.RUN_LOG, train.VALIDATION_LOG):
+      shutil.copy(os.path.join(FLAGS.run_dir, log), staged)
+    utils.write_text(card, os.path.join(staged, utils.MODEL_CARD_FILE))
+    replace_folder(staged, destination)
+  finally:
+    shutil.rmtree(staged, ignore_errors=True)
   print(f'{checkpoint} -> {destination}')
 
 
