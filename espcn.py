@@ -22,6 +22,7 @@ import os
 from typing import NamedTuple
 
 import numpy as np
+from tqdm import tqdm
 
 import utils
 
@@ -337,7 +338,7 @@ class Upscaler:
     if len(boxes) == 1:
       return self._reconstruct(image)  # one pass: no copy into an output array
     output = np.empty((height * scale, width * scale) + image.shape[2:], np.uint8)
-    for top, left, bottom, right in boxes:
+    for top, left, bottom, right in tqdm(boxes, desc='tiles', unit='tile', leave=False, disable=None):
       window_top, window_left = max(top - TILE_MARGIN, 0), max(left - TILE_MARGIN, 0)
       window = image[window_top:min(bottom + TILE_MARGIN, height),
                      window_left:min(right + TILE_MARGIN, width)]

@@ -176,7 +176,7 @@ def time_runs(functions, runs, warmup=3):
     for function in functions:
       function()
   seconds = [[] for _ in functions]
-  for _ in range(runs):
+  for _ in tqdm(range(runs), desc='timing', unit='run', leave=False, disable=None):
     for function, times in zip(functions, seconds):
       start = time.perf_counter()
       function()
