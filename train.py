@@ -377,9 +377,8 @@ def train(patches, checkpoint_dir, config, options, val_pairs=()):
     smoothed_loss, keep_going = None, step < total_steps and not stopped_early
     first_step, stopwatch = step, Stopwatch()
     training_batches = batches(patches, options.batch_size, options.seed, step, options.augment)
-    for lr_batch, hr_batch in training_batches:
-      if not keep_going:
-        break
+    while keep_going:
+      lr_batch, hr_batch = next(training_batches)
       with stopwatch.measure('training steps'):
         _, batch_loss = session.run([graph.train_op, graph.loss],
                                     {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch})
