@@ -186,8 +186,8 @@ def time_runs(functions, runs, warmup=3):
 
 @contextlib.contextmanager
 def matmul_run():
-  """Yields a function that runs one MATMUL_SIZE^3 tf.linalg.matmul, in a session of its own: 2 * size^3
-  FLOP over its time is the machine's practical FP32 peak."""
+  """Yields a function that runs one MATMUL_SIZE^3 tf.linalg.matmul, in a session of its own:
+  2 * MATMUL_SIZE^3 FLOP over its time is the machine's practical FP32 peak."""
   graph = tf.Graph()
   with graph.as_default():
     matrix = tf.Variable(tf.random.normal([MATMUL_SIZE, MATMUL_SIZE], seed=0))

@@ -230,6 +230,7 @@ def settings_of(data_file):
 
 
 def not_a_patch_file(path, error):
+  """The one message for a file that h5py cannot read as prepare_data.py's output."""
   return utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})')
 
 

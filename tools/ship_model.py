@@ -34,12 +34,15 @@ def define_flags():
 
 
 def read_json_lines(path):
-  """The records of a JSON-lines log, or an InputError if the run has no such log."""
+  """The records of a JSON-lines log, or an InputError if the run has no such log or an empty one."""
   try:
     with open(path) as stream:
-      return [json.loads(line) for line in stream if line.strip()]
+      records = [json.loads(line) for line in stream if line.strip()]
   except (OSError, ValueError) as error:
     raise utils.InputError(f'{path}: not a readable train.py log ({error})') from None
+  if not records:
+    raise utils.InputError(f'{path}: an empty train.py log')
+  return records
 
 
 def flag_value(command, name, default):
