@@ -149,9 +149,8 @@ def check_checkpoint_dir(checkpoint_dir, config):
                            f'not {json.dumps(config)}; pass another --checkpoint_dir')
 
 
-def prepare_checkpoint_dir(checkpoint_dir, config):
-  """Creates the folder and its config, or checks that an existing run was made with the same settings."""
-  check_checkpoint_dir(checkpoint_dir, config)
+def create_checkpoint_dir(checkpoint_dir, config):
+  """Creates the folder and its config, unless it holds a run already (see check_checkpoint_dir)."""
   utils.ensure_writable_dir(checkpoint_dir)
   if utils.read_model_config(checkpoint_dir) is None:
     utils.write_json(config, os.path.join(checkpoint_dir, utils.MODEL_CONFIG_FILE))
@@ -418,7 +417,7 @@ def main(argv):
     print(prepare_data.prepare(FLAGS.images_dir, data_path, *settings))
   expected = prepare_data.data_attributes(*settings)
   patches = prepare_data.open_patches(data_path, expected, int(FLAGS.max_memory * 2**20))
-  prepare_checkpoint_dir(checkpoint_dir, config)
+  create_checkpoint_dir(checkpoint_dir, config)
   train(patches, checkpoint_dir, config, FLAGS, val_pairs)
 
 
