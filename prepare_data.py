@@ -1,277 +1,34 @@
-"""Turns training images into aligned low-/high-resolution patch pairs in one HDF5 file.
-
-For each image (x3, the blog's setting): crop the HR image to a multiple of 3, shrink it with Pillow's
-bicubic filter to get the LR image, then cut 17x17 LR patches every 8 LR pixels together with the 51x51 HR
-patches they cover (--downscales does the same for smaller copies of the image). The file holds
-
-  input   uint8 [N, patch_size, patch_size, C]                  LR patches
-  label   uint8 [N, scale*patch_size, scale*patch_size, C]      HR patches
-
-with attributes scale, patch_size, stride, channels and downscales, so that train.py can refuse data made
-for another setting. Patches are appended image by image (memory stays bounded by one image) to a
-temporary file that is renamed only when complete.
+"""Turns training images into aligned low-/high-resolution patch pairs in one HDF5 file (patches.py).
 
   python prepare_data.py --images_dir=../shared/data/T91 --scale=3 --channels=rgb
-"""
-import math
-import os
-import sys
-import time
 
-import h5py
-import numpy as np
+train.py runs the same preparation itself when its --data file does not exist yet.
+"""
 from absl import app
 from absl import flags
-from tqdm import tqdm
 
+import patches
 import utils
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-  """The command line, defined only when run as a script so that other scripts and tests can import it."""
+  """The command line, defined only when run as a script so that tests can import this file."""
   flags.DEFINE_string('output', '',
                       'HDF5 file to write. Default: checkpoint/train_data_<channels>_x<scale>.h5')
   utils.define_model_flags()
   flags.adopt_module_key_flags(utils)
-  define_patch_flags()
-
-
-def define_patch_flags():
-  """--images_dir, --patch_size and --stride: what patches are cut from, and how (also train.py's)."""
-  flags.DEFINE_string('images_dir', 'images',
-                      'Folder of training images (.jpg/.jpeg/.png/.bmp), or a glob pattern such as '
-                      '"BSD200/*[1-9].png"; several may be comma-separated.')
-  flags.DEFINE_integer('patch_size', 17, 'Side of a low-resolution patch, in LR pixels.', lower_bound=1)
-  flags.DEFINE_integer('stride', 8, 'Step between neighbouring LR patches, in LR pixels.', lower_bound=1)
-  flags.DEFINE_list('downscales', ['1'],
-                    'Scale augmentation: each training image is used at these sizes (factors in (0, 1], '
-                    'comma-separated), shrunk by bicubic before its LR/HR pair is made. "1" uses the images '
-                    'as they are (the blog); "1,0.9,0.8,0.7,0.6" adds four smaller copies (FSRCNN\'s '
-                    'augmentation), about three times the patches.')
-
-
-CHUNK_PATCHES = 128  # HDF5 chunk length: big enough for fast reads, small enough to read a few at random
-
-
-def default_data_path(channels, scale):
-  return os.path.join('checkpoint', f'train_data_{channels}_x{scale}.h5')
-
-
-def parse_downscales(factors):
-  """The --downscales list as floats in (0, 1], or an InputError naming the bad entry."""
-  try:
-    values = [float(factor) for factor in factors]
-  except ValueError:
-    values = []
-  if not values or not all(0 < value <= 1 for value in values):
-    raise utils.InputError(f'--downscales={",".join(factors)}: give factors in (0, 1], e.g. 1,0.9,0.8')
-  return values
-
-
-def data_attributes(scale, channels, patch_size, stride, downscales=(1.0,)):
-  """The attributes that identify what a data file was made for (checked by train.py)."""
-  return {'scale': scale, 'channels': channels, 'patch_size': patch_size, 'stride': stride,
-          'downscales': ','.join(f'{factor:g}' for factor in downscales)}
-
-
-# Files written before an attribute existed were made with its default.
-ATTRIBUTE_DEFAULTS = {'downscales': '1'}
-
-
-def _create_dataset(data_file, name, side, num_channels):
-  return data_file.create_dataset(name, shape=(0, side, side, num_channels),
-                                  maxshape=(None, side, side, num_channels), dtype='uint8',
-                                  chunks=(CHUNK_PATCHES, side, side, num_channels))
-
-
-def _append(dataset, patches):
-  start = dataset.shape[0]
-  dataset.resize(start + len(patches), axis=0)
-  dataset[start:] = patches
-
-
-class TooSmallError(utils.InputError):
-  """An image that gives no LR patch: skipped and counted apart from unreadable files."""
-
-
-def _patches_of(path, scale, channels, patch_size, stride, downscales):
-  """The LR and HR patches of one image file at each of its `downscales` sizes.
-
-  A copy too small for one patch gives none; an InputError says why the whole file gives none.
-  """
-  image = utils.load_image(path)
-  pairs, lr_sizes = [], []
-  for factor in downscales:
-    shrunk = utils.shrink(image, factor)
-    lr_image, hr_image = utils.make_lr_hr(shrunk, scale)
-    lr_sizes.append(lr_image.size)
-    if min(lr_image.size) >= patch_size:
-      pairs.append(utils.extract_patch_pairs(utils.network_channels(lr_image, channels),
-                                             utils.network_channels(hr_image, channels),
-                                             patch_size, stride, scale))
-  if not pairs:
-    lr_width, lr_height = max(lr_sizes)  # of the largest copy
-    raise TooSmallError(
-        f'{path}: image is smaller than one patch ({image.width}x{image.height} HR pixels give at most '
-        f'{lr_width}x{lr_height} LR pixels at x{scale}, patch is {patch_size}x{patch_size})')
-  return np.concatenate([lr for lr, _ in pairs]), np.concatenate([hr for _, hr in pairs])
-
-
-def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=(1.0,)):
-  """Writes the patch file and returns its one-line summary."""
-  started = time.time()
-  paths = utils.list_images(images_dir)
-  utils.ensure_writable_dir(os.path.dirname(os.path.abspath(output)))
-  num_channels = utils.CHANNEL_MODES[channels]
-  skipped = []
-  with utils.atomic_output(output) as temporary:
-    with h5py.File(temporary, 'w') as data_file:
-      lr_dataset = _create_dataset(data_file, 'input', patch_size, num_channels)
-      hr_dataset = _create_dataset(data_file, 'label', patch_size * scale, num_channels)
-      data_file.attrs.update(data_attributes(scale, channels, patch_size, stride, downscales))
-      for path in tqdm(paths, desc='images', unit='image', leave=False):
-        try:
-          lr_patches, hr_patches = _patches_of(path, scale, channels, patch_size, stride, downscales)
-        except utils.InputError as error:
-          tqdm.write(f'skipped: {error}', file=sys.stderr)
-          skipped.append('too small' if isinstance(error, TooSmallError) else 'unreadable')
-          continue
-        _append(lr_dataset, lr_patches)
-        _append(hr_dataset, hr_patches)
-      num_patches = lr_dataset.shape[0]
-    if num_patches == 0:
-      raise utils.InputError(f'{images_dir}: no usable image (every one was unreadable or smaller than '
-                             f'one {patch_size}x{patch_size} LR patch); nothing written')
-  reasons = ', '.join(f'{skipped.count(reason)} {reason}' for reason in sorted(set(skipped)))
-  return (f'{output}: {len(paths) - len(skipped)} images used, {len(skipped)} skipped'
-          f'{f" ({reasons})" if skipped else ""}, {num_patches} patches, '
-          f'{os.path.getsize(output) / 2**20:.1f} MiB, {time.time() - started:.1f} s')
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Reading the patch file back (train.py)
-# ---------------------------------------------------------------------------------------------------------
-
-class InMemoryPatches:
-  """All patches in memory; an epoch visits them in one random permutation."""
-
-  def __init__(self, data_file):
-    self.lr_data, self.hr_data = data_file['input'][:], data_file['label'][:]
-
-  def __len__(self):
-    return len(self.lr_data)
-
-  def epoch_order(self, rng):
-    return rng.permutation(len(self))
-
-  def read(self, indices):
-    return self.lr_data[indices], self.hr_data[indices]
-
-
-class StreamedPatches:
-  """Patches read from the file a block of chunks at a time, for files larger than the memory budget.
-
-  An epoch shuffles the HDF5 chunks, groups them into blocks that fit half the budget, and visits each
-  block's patches in a random order: every patch once per epoch, in an order that mixes patches across the
-  whole file, while at most two blocks (the current one and the one a batch may straddle into) are held.
-  """
-
-  def __init__(self, data_file, max_bytes):
-    self.lr_dataset, self.hr_dataset = data_file['input'], data_file['label']
-    self.chunk = self.lr_dataset.chunks[0]
-    patch_bytes = self.lr_dataset[0].nbytes + self.hr_dataset[0].nbytes
-    self.chunks_per_block = max(1, int(max_bytes // 2 // (patch_bytes * self.chunk)))
-    self.blocks = []  # per block of this epoch: the sorted patch indices it holds
-    self.block_of_patch = np.zeros(len(self), np.int64)
-    self.loaded = {}  # block number -> (lr, hr) arrays, at most two
-
-  def __len__(self):
-    return self.lr_dataset.shape[0]
-
-  def epoch_order(self, rng):
-    chunks = rng.permutation(math.ceil(len(self) / self.chunk))
-    self.blocks = [np.concatenate([np.arange(chunk * self.chunk, min((chunk + 1) * self.chunk, len(self)))
-                                   for chunk in np.sort(chunks[start:start + self.chunks_per_block])])
-                   for start in range(0, len(chunks), self.chunks_per_block)]
-    for number, patches in enumerate(self.blocks):
-      self.block_of_patch[patches] = number
-    self.loaded = {}
-    return np.concatenate([rng.permutation(patches) for patches in self.blocks])
-
-  def read(self, indices):
-    """The patches at `indices`, which lie in one block or, where a batch straddles, consecutive ones."""
-    numbers = self.block_of_patch[indices]
-    lr_batch = np.empty((len(indices),) + self.lr_dataset.shape[1:], np.uint8)
-    hr_batch = np.empty((len(indices),) + self.hr_dataset.shape[1:], np.uint8)
-    for number in np.unique(numbers):
-      in_block = numbers == number
-      rows = np.searchsorted(self.blocks[number], indices[in_block])
-      block_lr, block_hr = self._block(number)
-      lr_batch[in_block], hr_batch[in_block] = block_lr[rows], block_hr[rows]
-    return lr_batch, hr_batch
-
-  def _block(self, number):
-    if number not in self.loaded:
-      self.loaded = {key: value for key, value in self.loaded.items() if key == number - 1}
-      slices = [slice(chunk * self.chunk, min((chunk + 1) * self.chunk, len(self)))
-                for chunk in np.unique(self.blocks[number] // self.chunk)]
-      self.loaded[number] = tuple(np.concatenate([dataset[part] for part in slices])
-                                  for dataset in (self.lr_dataset, self.hr_dataset))
-    return self.loaded[number]
-
-
-def settings_of(data_file):
-  """The attributes an open patch file was made with, as plain Python values (defaults for older files)."""
-  attributes = {key: value.item() if hasattr(value, 'item') else value
-                for key, value in data_file.attrs.items()}
-  return dict(ATTRIBUTE_DEFAULTS, **attributes)
-
-
-def not_a_patch_file(path, error):
-  """The one message for a file that h5py cannot read as prepare_data.py's output."""
-  return utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})')
-
-
-def read_settings(path):
-  """The settings the patch file at `path` was made with, as open_patches expects them."""
-  try:
-    with h5py.File(path, 'r') as data_file:
-      return settings_of(data_file)
-  except OSError as error:
-    raise not_a_patch_file(path, error) from None
-
-
-def open_patches(path, expected_attributes, max_bytes):
-  """The patch file as InMemoryPatches if it fits `max_bytes`, else as StreamedPatches (file kept open).
-
-  Stops with a clear message when the file was prepared for another scale, channel mode, patch or stride.
-  """
-  try:
-    data_file = h5py.File(path, 'r')
-    settings = settings_of(data_file)
-    attributes = {key: settings[key] for key in expected_attributes if key in settings}
-    if attributes != expected_attributes:
-      found = ' '.join(f'--{key}={value}' for key, value in sorted(attributes.items()))
-      wanted = ' '.join(f'--{key}={value}' for key, value in sorted(expected_attributes.items()))
-      raise utils.InputError(f'{path}: data was prepared with {found or "unknown settings"}, '
-                             f'not {wanted}; prepare it again or pass another --data')
-    size = data_file['input'].nbytes + data_file['label'].nbytes
-    if size <= max_bytes:
-      with data_file:
-        return InMemoryPatches(data_file)
-    return StreamedPatches(data_file, max_bytes)
-  except (OSError, KeyError) as error:
-    raise not_a_patch_file(path, error) from None
+  patches.define_patch_flags()
+  flags.adopt_module_key_flags(patches)
 
 
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
-  output = FLAGS.output or default_data_path(FLAGS.channels, FLAGS.scale)
-  print(prepare(FLAGS.images_dir, output, FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride,
-                parse_downscales(FLAGS.downscales)))
+  output = FLAGS.output or patches.default_data_path(FLAGS.channels, FLAGS.scale)
+  print(patches.prepare(FLAGS.images_dir, output, FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride,
+                        patches.parse_downscales(FLAGS.downscales)))
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Helpers shared by prepare_data.py, train.py and generate.py: files, colour, patches and metrics.
+"""Helpers shared by the scripts and modules: files and errors, PNG writing, colour, LR/HR pairs, metrics.
 
 Everything here is NumPy, Pillow, ISA-L (PNG compression), absl flags and the standard library, so the data
 pipeline and the evaluation can be read (and tested) without TensorFlow.
@@ -19,8 +19,6 @@ from PIL import Image
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 IMAGE_KINDS = ', '.join(IMAGE_EXTENSIONS[:-1]) + ' or ' + IMAGE_EXTENSIONS[-1]  # for error messages
 CHANNEL_MODES = {'rgb': 3, 'y': 1}  # --channels -> number of channels the network sees
-MODEL_CONFIG_FILE = 'config.json'  # written by train.py next to its checkpoints
-MODEL_CARD_FILE = 'MODEL.md'  # marks a folder that holds a shipped model
 WORKERS = os.cpu_count() or 1
 THREADS = concurrent.futures.ThreadPoolExecutor(WORKERS)  # for NumPy and ISA-L, which release the GIL
 
@@ -111,6 +109,11 @@ def list_images(spec):
   return paths
 
 
+def output_stem(path):
+  """What the outputs made from an input image are named after: its file name without the extension."""
+  return os.path.splitext(os.path.basename(path))[0]
+
+
 def load_image(path):
   """Opens and fully decodes an image, so that a truncated file fails here and not halfway through.
 
@@ -126,6 +129,15 @@ def load_image(path):
     raise InputError(f'{path}: {image.mode} images (16/32-bit) are not supported; '
                      f'convert to 8 bits per channel first')
   return image
+
+
+SAMPLE_PHOTO = 'astronaut'  # skimage.data.astronaut(): a 512x512 photo, inside scikit-image's wheel
+
+
+def sample_photo():
+  """The bundled sample photo, as a PIL image (scikit-image is imported only when it is needed)."""
+  from skimage import data  # pylint: disable=import-outside-toplevel
+  return Image.fromarray(getattr(data, SAMPLE_PHOTO)())
 
 
 def save_png(image, path):
@@ -225,26 +237,6 @@ def append_json_line(record, path):
   """Appends one JSON record as a line: a log that survives a killed run up to its last complete line."""
   with open(path, 'a') as stream:
     stream.write(json.dumps(record) + '\n')
-
-
-def read_model_config(checkpoint_dir):
-  """The scale, channel mode and output activation that train.py recorded for a checkpoint folder."""
-  path = os.path.join(checkpoint_dir, MODEL_CONFIG_FILE)
-  try:
-    with open(path) as stream:
-      return json.load(stream)
-  except FileNotFoundError:
-    return None
-  except (OSError, json.JSONDecodeError) as error:
-    raise InputError(f'{path}: unreadable model config ({error})') from None
-
-
-def check_model_config(config, checkpoint_dir, scale, channels):
-  """Stops with a clear message when a checkpoint was trained for another scale or channel mode."""
-  if config['scale'] != scale or config['channels'] != channels:
-    raise InputError(
-        f'{checkpoint_dir}: checkpoint is for --scale={config["scale"]} --channels={config["channels"]}, '
-        f'not --scale={scale} --channels={channels}')
 
 
 # ---------------------------------------------------------------------------------------------------------

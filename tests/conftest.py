@@ -5,7 +5,7 @@ needs no data set. Training is the expensive part, so checkpoints are trained on
 
   trained_run        train.py run as a script twice in one folder (x3, rgb): --steps=100, then --steps=300
   tiny_checkpoint    train.py's main() run in-process for any (scale, channels), 20 steps, cached
-  upscaler           espcn.Upscaler restored from a tiny checkpoint, cached per session
+  upscaler           inference.Upscaler restored from a tiny checkpoint, cached per session
 
 Tests that use trained_run are marked slow: run on their own they pay its two TensorFlow start-ups and
 training (about 15 s), and most of them start a script of their own on top (about 6 s each). The whole
@@ -22,6 +22,7 @@ from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # the scripts are top-level modules, not a package
+import runtime  # noqa: F401,E402  (TensorFlow's settings, before anything imports it)
 
 # Settings of the session's training runs: small enough for seconds of CPU, big enough to learn something.
 TRAIN_SCALE = 3
@@ -101,13 +102,15 @@ def training_images(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def run_script():
-  """run_script('train.py', '--flag=value', ...) -> CompletedProcess with text stdout and stderr.
+  """run_script('train.py', '--flag=value', ...) or run_script('tools.ship_model', ...) -> CompletedProcess
+  with text stdout and stderr.
 
-  The scripts run from the repository root, as the README runs them; tests always pass explicit output
-  paths under tmp_path, so nothing is written into the repository.
+  The scripts run from the repository root, as the README runs them (tools as modules, `python -m`);
+  tests always pass explicit output paths under tmp_path, so nothing is written into the repository.
   """
   def run(script, *args):
-    return subprocess.run([sys.executable, str(REPO_ROOT / script), *map(str, args)], cwd=REPO_ROOT,
+    command = [str(REPO_ROOT / script)] if script.endswith('.py') else ['-m', script]
+    return subprocess.run([sys.executable, *command, *map(str, args)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
   return run
 
@@ -163,7 +166,7 @@ def train_in_process():
   """
   from absl import flags  # pylint: disable=import-outside-toplevel
   import train  # pylint: disable=import-outside-toplevel
-  from espcn import tf  # pylint: disable=import-outside-toplevel
+  from runtime import tf  # pylint: disable=import-outside-toplevel
   if 'checkpoint_dir' not in flags.FLAGS:
     train.define_flags()
 
@@ -196,13 +199,13 @@ def tiny_checkpoint(tmp_path_factory, training_images, train_in_process):
 
 @pytest.fixture(scope='session')
 def upscaler(tiny_checkpoint):
-  """upscaler(scale, channels) -> espcn.Upscaler restored from tiny_checkpoint(scale, channels)."""
-  import espcn  # pylint: disable=import-outside-toplevel
+  """upscaler(scale, channels) -> inference.Upscaler restored from tiny_checkpoint(scale, channels)."""
+  import inference  # pylint: disable=import-outside-toplevel
   cache = {}
 
   def restored(scale, channels):
     if (scale, channels) not in cache:
-      cache[scale, channels] = espcn.Upscaler.from_checkpoint(tiny_checkpoint(scale, channels), scale,
+      cache[scale, channels] = inference.Upscaler.from_checkpoint(tiny_checkpoint(scale, channels), scale,
                                                               channels)
     return cache[scale, channels]
   yield restored

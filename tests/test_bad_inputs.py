@@ -8,9 +8,9 @@ import io
 
 import numpy as np
 import pytest
+import patches
 from PIL import Image
 
-import prepare_data
 
 PATCH_SIZE, STRIDE, SCALE = 5, 4, 3
 
@@ -98,7 +98,7 @@ def test_prepare_data_skips_a_16_bit_image_instead_of_clipping_it_to_white(
   assert result.returncode == 0, result.stderr
   warnings = [line for line in result.stderr.splitlines() if line.startswith('skipped: ')]
   assert len(warnings) == 1 and str(sixteen_bit) in warnings[0] and '16' in warnings[0], result.stderr
-  assert '1 images used, 1 skipped (1 unreadable)' in result.stdout, result.stdout
+  assert '1 image used, 1 skipped (1 unreadable)' in result.stdout, result.stdout
 
 
 def test_prepare_data_into_an_unwritable_folder(tmp_path, make_image, run_script, assert_input_error):
@@ -116,7 +116,7 @@ def test_failed_prepare_data_run_leaves_the_existing_file_byte_identical(
   good, output = tmp_path / 'good', tmp_path / 'patches.h5'
   good.mkdir()
   make_image(40, 40).save(good / 'good.png')
-  prepare_data.prepare(str(good), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE)
+  patches.prepare(str(good), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE)
   before = output.read_bytes()
   unreadable = tmp_path / 'unreadable'
   unreadable.mkdir()
@@ -232,7 +232,7 @@ def test_train_with_data_prepared_for_another_scale(
   images.mkdir()
   make_image(40, 40).save(images / 'good.png')
   data = tmp_path / 'patches_x2.h5'
-  prepare_data.prepare(str(images), str(data), 2, 'rgb', PATCH_SIZE, STRIDE)
+  patches.prepare(str(images), str(data), 2, 'rgb', PATCH_SIZE, STRIDE)
   checkpoint_dir = tmp_path / 'checkpoint'
   result = run_script('train.py', f'--data={data}', f'--checkpoint_dir={checkpoint_dir}', '--scale=3',
                       '--channels=rgb', f'--patch_size={PATCH_SIZE}', f'--stride={STRIDE}', '--steps=5')
@@ -282,7 +282,7 @@ def test_ship_model_with_a_run_missing_its_logs_leaves_the_shipped_model_as_it_w
   shipped.mkdir()
   (shipped / 'MODEL.md').write_text('# the shipped model\n')
   (shipped / 'espcn.ckpt-9.index').write_bytes(b'shipped weights')
-  result = run_script('tools/ship_model.py', f'--run_dir={run_dir}', f'--to={shipped}')
+  result = run_script('tools.ship_model', f'--run_dir={run_dir}', f'--to={shipped}')
   assert_input_error(result, run_dir / 'runs.jsonl')
   assert sorted(path.name for path in tmp_path.iterdir()) == ['espcn_y_x3', 'run']
   assert sorted(path.name for path in shipped.iterdir()) == ['MODEL.md', 'espcn.ckpt-9.index']
@@ -291,7 +291,7 @@ def test_ship_model_with_a_run_missing_its_logs_leaves_the_shipped_model_as_it_w
 
 @pytest.mark.parametrize('crop', ['1,2,x,4', '1,2,4', '0,0,0,10'])
 def test_make_figure_with_a_bad_crop(tmp_path, run_script, assert_input_error, crop):
-  result = run_script('tools/make_figure.py', f'--result_dir={tmp_path}', f'--crop={crop}',
+  result = run_script('tools.make_figure', f'--result_dir={tmp_path}', f'--crop={crop}',
                       f'--output={tmp_path / "figure.png"}')
   assert_input_error(result, f'--crop={crop}')
   assert not (tmp_path / 'figure.png').exists()

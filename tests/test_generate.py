@@ -7,9 +7,9 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 from skimage.metrics import structural_similarity
 
-import espcn
-import generate
+import inference
 from conftest import smooth_rgb
+from runtime import tf
 
 ODD_WIDTH, ODD_HEIGHT = 37, 23
 # Mode of the input image -> mode of the upscaled one: gray stays gray, alpha (or a transparent palette
@@ -39,7 +39,7 @@ def alpha_ramp_after_upscaling(width, height, scale):
 def test_upscaled_image_is_exactly_r_times_larger_and_keeps_its_mode(
     tmp_path, make_image, upscaler, scale, channels, mode):
   image = saved_and_loaded(make_image(ODD_WIDTH, ODD_HEIGHT, mode=mode), tmp_path / 'input.png')
-  upscaled = Image.fromarray(generate.upscale_image(upscaler(scale, channels), image))
+  upscaled = Image.fromarray(inference.upscale_image(upscaler(scale, channels), image))
   assert upscaled.size == (ODD_WIDTH * scale, ODD_HEIGHT * scale)
   assert upscaled.mode == MODE_AFTER_UPSCALING[mode]
 
@@ -53,9 +53,9 @@ def test_alpha_is_upscaled_alongside_and_does_not_change_the_colours(
   scale = 3
   model = upscaler(scale, channels)
   image = saved_and_loaded(make_image(ODD_WIDTH, ODD_HEIGHT, mode=mode), tmp_path / 'input.png')
-  upscaled = Image.fromarray(generate.upscale_image(model, image))
+  upscaled = Image.fromarray(inference.upscale_image(model, image))
   # (built from the pixels alone: Pillow's convert() would carry a palette's transparent colour over)
-  opaque = generate.upscale_image(model, Image.fromarray(np.asarray(image.convert(opaque_mode))))
+  opaque = inference.upscale_image(model, Image.fromarray(np.asarray(image.convert(opaque_mode))))
   np.testing.assert_array_equal(np.asarray(upscaled.convert(opaque_mode)), opaque)
   if mode != 'P+transparency':  # (a palette carries one transparent colour, not a ramp)
     alpha = np.asarray(upscaled.getchannel('A'), np.float64)
@@ -66,8 +66,8 @@ def test_alpha_is_upscaled_alongside_and_does_not_change_the_colours(
 def test_palette_image_is_upscaled_as_its_rgb_colours(tmp_path, make_image, upscaler, channels):
   image = saved_and_loaded(make_image(ODD_WIDTH, ODD_HEIGHT, mode='P'), tmp_path / 'input.png')
   model = upscaler(2, channels)
-  np.testing.assert_array_equal(generate.upscale_image(model, image),
-                                generate.upscale_image(model, image.convert('RGB')))
+  np.testing.assert_array_equal(inference.upscale_image(model, image),
+                                inference.upscale_image(model, image.convert('RGB')))
 
 
 @pytest.mark.slow
@@ -91,7 +91,7 @@ def test_generate_script_upscales_a_folder_of_mixed_images(tmp_path, make_image,
     with Image.open(output_dir / f'{stem}_x3.png') as upscaled:
       assert upscaled.size == (image.width * 3, image.height * 3)
       assert upscaled.mode == expected_modes[stem]
-  model = espcn.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
+  model = inference.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
   try:
     in_process = model.upscale(np.asarray(images['odd']))
   finally:
@@ -190,11 +190,11 @@ def test_reduced_precision_benchmark_times_a_float32_twin_in_turn(tmp_path, run_
 @pytest.mark.parametrize('channels', ['rgb', 'y'])
 def test_bfloat16_runs_layer_2_in_bfloat16_within_two_gray_levels_of_float32(tiny_checkpoint, channels):
   checkpoint_dir = tiny_checkpoint(3, channels)
-  exact = espcn.Upscaler.from_checkpoint(checkpoint_dir, 3, channels)
-  reduced = espcn.Upscaler.from_checkpoint(checkpoint_dir, 3, channels, precision='bfloat16')
+  exact = inference.Upscaler.from_checkpoint(checkpoint_dir, 3, channels)
+  reduced = inference.Upscaler.from_checkpoint(checkpoint_dir, 3, channels, precision='bfloat16')
   convolution_types = [op.get_attr('T') for op in reduced.session.graph.get_operations()
                        if op.type == 'Conv2D' and op.name.startswith('layer')]  # the network's, not bicubic's
-  assert convolution_types == [espcn.tf.float32, espcn.tf.bfloat16, espcn.tf.float32]
+  assert convolution_types == [tf.float32, tf.bfloat16, tf.float32]
   image = smooth_rgb(20, 24)
   difference = np.abs(exact.upscale(image).astype(int) - reduced.upscale(image))
   assert difference.max() <= 2 and difference.mean() < 0.3  # (untrained weights: larger than a real model's)

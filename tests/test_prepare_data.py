@@ -3,7 +3,7 @@ import h5py
 import numpy as np
 import pytest
 
-import prepare_data
+import patches
 import utils
 
 SCALE, PATCH_SIZE, STRIDE = 3, 5, 4
@@ -34,7 +34,7 @@ def test_patch_file_holds_uint8_patches_of_the_right_shape_and_its_settings(
     tmp_path, images_dir, patch_count, channels, num_channels):
   """train.py relies on the dataset names, dtypes and attributes to refuse data made for another setting."""
   output = tmp_path / 'patches.h5'
-  summary = prepare_data.prepare(str(images_dir), str(output), SCALE, channels, PATCH_SIZE, STRIDE)
+  summary = patches.prepare(str(images_dir), str(output), SCALE, channels, PATCH_SIZE, STRIDE)
   expected_count = sum(patch_count(width, height, SCALE, PATCH_SIZE, STRIDE)
                        for width, height in IMAGE_SIZES.values())
   assert expected_count == 9 + 6  # 16x13 LR pixels: 3 x 3 corners; 12x14: 3 rows x 2 columns
@@ -51,7 +51,7 @@ def test_patch_file_holds_uint8_patches_of_the_right_shape_and_its_settings(
 def test_first_patches_are_the_top_left_corner_of_the_first_image(tmp_path, images_dir):
   """Images are read in name order and the pair comes from the evaluation protocol (modcrop + bicubic)."""
   output = tmp_path / 'patches.h5'
-  prepare_data.prepare(str(images_dir), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE)
+  patches.prepare(str(images_dir), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE)
   lr_patches, hr_patches, _ = read(output)
   lr_image, hr_image = utils.make_lr_hr(utils.load_image(str(images_dir / 'a.png')), SCALE)
   np.testing.assert_array_equal(lr_patches[0], np.asarray(lr_image)[:PATCH_SIZE, :PATCH_SIZE])
@@ -60,8 +60,8 @@ def test_first_patches_are_the_top_left_corner_of_the_first_image(tmp_path, imag
 
 def test_y_patches_are_the_rounded_luminance_of_the_rgb_patches(tmp_path, images_dir):
   """The 'y' file must hold Y of the very same LR/HR pixels as the 'rgb' file (BT.601, studio range)."""
-  prepare_data.prepare(str(images_dir), str(tmp_path / 'rgb.h5'), SCALE, 'rgb', PATCH_SIZE, STRIDE)
-  prepare_data.prepare(str(images_dir), str(tmp_path / 'y.h5'), SCALE, 'y', PATCH_SIZE, STRIDE)
+  patches.prepare(str(images_dir), str(tmp_path / 'rgb.h5'), SCALE, 'rgb', PATCH_SIZE, STRIDE)
+  patches.prepare(str(images_dir), str(tmp_path / 'y.h5'), SCALE, 'y', PATCH_SIZE, STRIDE)
   rgb_lr, rgb_hr, _ = read(tmp_path / 'rgb.h5')
   y_lr, y_hr, _ = read(tmp_path / 'y.h5')
   assert np.abs(y_lr[..., 0] - reference_luminance(rgb_lr)).max() <= 0.5 + 1e-6
@@ -72,11 +72,11 @@ def test_rerun_replaces_the_file_completely_and_leaves_no_temporary_file(tmp_pat
                                                                           patch_count):
   """A second run over an existing file must not append to it or keep its old attributes."""
   output = tmp_path / 'out' / 'patches.h5'
-  prepare_data.prepare(str(images_dir), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE)
+  patches.prepare(str(images_dir), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE)
   other_images = tmp_path / 'other'
   other_images.mkdir()
   make_image(40, 40, seed=7).save(other_images / 'only.png')
-  prepare_data.prepare(str(other_images), str(output), 2, 'y', PATCH_SIZE, stride=3)
+  patches.prepare(str(other_images), str(output), 2, 'y', PATCH_SIZE, stride=3)
   lr_patches, hr_patches, attributes = read(output)
   expected_count = patch_count(40, 40, 2, PATCH_SIZE, 3)
   assert lr_patches.shape == (expected_count, PATCH_SIZE, PATCH_SIZE, 1)
@@ -101,8 +101,8 @@ def test_an_image_gives_the_same_patches_whatever_mode_it_is_stored_in(tmp_path,
     folder.mkdir()
     image.save(folder / 'picture.png')
   assert utils.load_image(str(as_stored / 'picture.png')).mode == picture.mode
-  prepare_data.prepare(str(as_stored), str(tmp_path / 'stored.h5'), SCALE, 'rgb', PATCH_SIZE, STRIDE)
-  prepare_data.prepare(str(as_rgb), str(tmp_path / 'rgb.h5'), SCALE, 'rgb', PATCH_SIZE, STRIDE)
+  patches.prepare(str(as_stored), str(tmp_path / 'stored.h5'), SCALE, 'rgb', PATCH_SIZE, STRIDE)
+  patches.prepare(str(as_rgb), str(tmp_path / 'rgb.h5'), SCALE, 'rgb', PATCH_SIZE, STRIDE)
   stored_lr, stored_hr, _ = read(tmp_path / 'stored.h5')
   rgb_lr, rgb_hr, _ = read(tmp_path / 'rgb.h5')
   np.testing.assert_array_equal(stored_hr, rgb_hr)
@@ -115,7 +115,7 @@ def test_downscales_add_the_patches_of_each_shrunk_copy_after_those_of_the_image
   small for one patch adds none, without skipping the image."""
   output = tmp_path / 'patches.h5'
   downscales = (1.0, 0.5, 0.2)  # at 0.2 both images are under one 5x5 LR patch at x3
-  summary = prepare_data.prepare(str(images_dir), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE, downscales)
+  summary = patches.prepare(str(images_dir), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE, downscales)
   lr_patches, hr_patches, attributes = read(output)
   assert attributes['downscales'] == '1,0.5,0.2'
   full_count = patch_count(*IMAGE_SIZES['a.png'], SCALE, PATCH_SIZE, STRIDE)
@@ -135,20 +135,20 @@ def test_downscales_add_the_patches_of_each_shrunk_copy_after_those_of_the_image
 def test_a_file_from_before_downscales_existed_counts_as_downscales_1(tmp_path, images_dir):
   """Patch files written before the attribute was added were made from the images as they are."""
   output = tmp_path / 'patches.h5'
-  prepare_data.prepare(str(images_dir), str(output), SCALE, 'y', PATCH_SIZE, STRIDE)
+  patches.prepare(str(images_dir), str(output), SCALE, 'y', PATCH_SIZE, STRIDE)
   with h5py.File(output, 'a') as data_file:
     del data_file.attrs['downscales']
-  plain = prepare_data.data_attributes(SCALE, 'y', PATCH_SIZE, STRIDE)
-  assert len(prepare_data.open_patches(str(output), plain, 2**30)) == 15
-  augmented = prepare_data.data_attributes(SCALE, 'y', PATCH_SIZE, STRIDE, (1.0, 0.8))
+  plain = patches.data_attributes(SCALE, 'y', PATCH_SIZE, STRIDE)
+  assert len(patches.open_patches(str(output), plain, 2**30)) == 15
+  augmented = patches.data_attributes(SCALE, 'y', PATCH_SIZE, STRIDE, (1.0, 0.8))
   with pytest.raises(utils.InputError, match='--downscales=1 .*--downscales=1,0.8'):
-    prepare_data.open_patches(str(output), augmented, 2**30)
+    patches.open_patches(str(output), augmented, 2**30)
 
 
 @pytest.mark.parametrize('factors', [['0'], ['1.5'], ['x'], ['1', '-0.5']])
 def test_downscales_outside_0_to_1_are_refused_with_the_flag_in_the_message(factors):
   with pytest.raises(utils.InputError, match='--downscales='):
-    prepare_data.parse_downscales(factors)
+    patches.parse_downscales(factors)
 
 
 def test_a_glob_pattern_names_part_of_a_folder_so_validation_images_can_be_held_out(tmp_path, images_dir):
@@ -158,7 +158,7 @@ def test_a_glob_pattern_names_part_of_a_folder_so_validation_images_can_be_held_
   training = utils.list_images(f'{images_dir / "*[!a].png"}, {images_dir / "a.*"}')
   assert training == [str(images_dir / 'b.png'), str(images_dir / 'a.png')]
   output = tmp_path / 'b_only.h5'
-  prepare_data.prepare(str(images_dir / 'b*.png'), str(output), SCALE, 'y', PATCH_SIZE, STRIDE)
+  patches.prepare(str(images_dir / 'b*.png'), str(output), SCALE, 'y', PATCH_SIZE, STRIDE)
   with h5py.File(output, 'r') as data_file:
     assert data_file['input'].shape[0] == ((44 // SCALE - PATCH_SIZE) // STRIDE + 1) * \
         ((38 // SCALE - PATCH_SIZE) // STRIDE + 1)

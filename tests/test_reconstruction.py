@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import checkpoints
 import espcn
-import generate
+import inference
 import utils
 from conftest import smooth_rgb
-from espcn import tf
+from runtime import tf
 
 
 def run_bicubic_upscale(image, scale, mix=None):
@@ -17,7 +18,7 @@ def run_bicubic_upscale(image, scale, mix=None):
   with tf.Graph().as_default(), tf.Session() as session:
     images = tf.placeholder(tf.float32, [None, None, None, channels])
     out_channels = channels if mix is None else len(mix)
-    upscaled = espcn.phase_shift(espcn.bicubic_subpixels(images, scale, mix), scale, out_channels)
+    upscaled = espcn.phase_shift(inference.bicubic_subpixels(images, scale, mix), scale, out_channels)
     return session.run(upscaled, {images: image[None]})[0]
 
 
@@ -28,7 +29,7 @@ def test_bicubic_subpixels_and_ps_are_pillows_bicubic_away_from_the_border(scale
   lr_image = smooth_rgb(23, 17, seed=scale)[..., 0].astype(np.float32)
   ours = run_bicubic_upscale(lr_image[..., None], scale)[..., 0]
   pillow = np.asarray(Image.fromarray(lr_image, 'F').resize((17 * scale, 23 * scale), Image.BICUBIC))
-  inside = slice(espcn.BICUBIC_RADIUS * scale, -espcn.BICUBIC_RADIUS * scale)
+  inside = slice(inference.BICUBIC_RADIUS * scale, -inference.BICUBIC_RADIUS * scale)
   np.testing.assert_allclose(ours[inside, inside], pillow[inside, inside], atol=1e-3)
   assert np.abs(ours - pillow).max() < 0.05 * np.ptp(lr_image)  # the border: close, not equal
 
@@ -51,7 +52,7 @@ def test_a_colour_matrix_folded_into_bicubic_subpixels_equals_the_matrix_after_u
 def test_y_mode_output_has_the_networks_luminance_and_bicubic_chroma():
   """The merge of the paper's y mode: Y from the network, Cb and Cr upscaled by bicubic (both up to the
   rounding of R, G and B to 8 bits, and away from the few pixels that had to be clipped)."""
-  model = espcn.Upscaler.from_checkpoint(generate.shipped_checkpoint_dir('y', 3), 3, 'y')
+  model = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir('y', 3), 3, 'y')
   image = smooth_rgb(20, 24, seed=5)
   output = model.upscale(image).astype(np.float64)
   network_luma = 255.0 * model.network(model.network_input(image))[..., 0]

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-import espcn
-import generate
+import checkpoints
+import inference
 import utils
 
 SHIPPED_MODELS = [('y', 2), ('y', 3), ('rgb', 3), ('y', 4)]  # every model in checkpoint/espcn_*
@@ -19,7 +19,7 @@ SHIPPED_MODELS = [('y', 2), ('y', 3), ('rgb', 3), ('y', 4)]  # every model in ch
 
 def sample_photo_psnr(channels, scale, precision='float32'):
   """Y-PSNR of a shipped model on the sample photo, and of bicubic."""
-  upscaler = espcn.Upscaler.from_checkpoint(generate.shipped_checkpoint_dir(channels, scale), scale, channels,
+  upscaler = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(channels, scale), scale, channels,
                                             precision=precision)
   lr_image, hr_image = utils.make_lr_hr(Image.fromarray(data.astronaut()), scale)
   espcn_psnr = utils.psnr_y(np.asarray(hr_image), upscaler.upscale(np.asarray(lr_image)), scale)
@@ -31,8 +31,8 @@ def sample_photo_psnr(channels, scale, precision='float32'):
 
 @pytest.mark.parametrize('channels,scale', SHIPPED_MODELS)
 def test_shipped_model_beats_bicubic_on_the_sample_photo(channels, scale):
-  checkpoint_dir = generate.shipped_checkpoint_dir(channels, scale)
-  assert os.path.exists(os.path.join(checkpoint_dir, utils.MODEL_CARD_FILE)), 'every shipped model has a card'
+  checkpoint_dir = checkpoints.shipped_model_dir(channels, scale)
+  assert os.path.exists(os.path.join(checkpoint_dir, checkpoints.CARD_FILE)), 'every shipped model has a card'
   espcn_psnr, bicubic_psnr = sample_photo_psnr(channels, scale)
   assert espcn_psnr >= bicubic_psnr + 1.0, (espcn_psnr, bicubic_psnr)
 
@@ -45,5 +45,5 @@ def test_bfloat16_costs_the_shipped_x3_models_less_than_0_02_db(channels, scale)
 
 
 def test_every_shipped_model_folder_is_tested():
-  shipped = sorted(name for name in os.listdir(generate.SHIPPED_CHECKPOINTS) if name.startswith('espcn_'))
+  shipped = sorted(name for name in os.listdir(checkpoints.SHIPPED_ROOT) if name.startswith('espcn_'))
   assert shipped == sorted(f'espcn_{channels}_x{scale}' for channels, scale in SHIPPED_MODELS)

@@ -3,31 +3,31 @@ training on it sees every patch once per epoch, each with its own HR patch, as t
 import h5py
 import numpy as np
 import pytest
+import patches
+import training
 
-import prepare_data
-import train
 
 SETTINGS = {'scale': 2, 'channels': 'y', 'patch_size': 4, 'stride': 2}
-ATTRIBUTES = prepare_data.data_attributes(**SETTINGS)
+ATTRIBUTES = patches.data_attributes(**SETTINGS)
 
 
 @pytest.fixture(scope='module')
 def patch_file(tmp_path_factory, training_images):
   path = tmp_path_factory.mktemp('streaming') / 'patches.h5'
-  prepare_data.prepare(str(training_images), str(path), **SETTINGS)
+  patches.prepare(str(training_images), str(path), **SETTINGS)
   return path
 
 
 def test_a_file_larger_than_the_budget_is_streamed(patch_file):
-  assert isinstance(prepare_data.open_patches(str(patch_file), ATTRIBUTES, 2**30), prepare_data.InMemoryPatches)
-  streamed = prepare_data.open_patches(str(patch_file), ATTRIBUTES, 20_000)
-  assert isinstance(streamed, prepare_data.StreamedPatches)
+  assert isinstance(patches.open_patches(str(patch_file), ATTRIBUTES, 2**30), patches.InMemoryPatches)
+  streamed = patches.open_patches(str(patch_file), ATTRIBUTES, 20_000)
+  assert isinstance(streamed, patches.StreamedPatches)
   assert len(streamed.blocks) == 0 and streamed.chunks_per_block >= 1
 
 
 @pytest.mark.parametrize('batch_size', [5, 300])  # batches within a block, and batches spanning blocks
 def test_streamed_epochs_visit_every_patch_once_with_its_own_label(patch_file, batch_size):
-  streamed = prepare_data.open_patches(str(patch_file), ATTRIBUTES, 20_000)
+  streamed = patches.open_patches(str(patch_file), ATTRIBUTES, 20_000)
   with h5py.File(patch_file, 'r') as data_file:
     lr_all, hr_all = data_file['input'][:], data_file['label'][:]
   num_patches = len(lr_all)
@@ -45,9 +45,9 @@ def test_streamed_epochs_visit_every_patch_once_with_its_own_label(patch_file, b
 
 def test_streamed_batches_resume_where_they_stopped(patch_file):
   def batch_at(step):
-    streamed = prepare_data.open_patches(str(patch_file), ATTRIBUTES, 20_000)
-    return next(train.batches(streamed, batch_size=16, seed=1, first_step=step, augment_batches=True))
-  uninterrupted = train.batches(prepare_data.open_patches(str(patch_file), ATTRIBUTES, 20_000), batch_size=16,
+    streamed = patches.open_patches(str(patch_file), ATTRIBUTES, 20_000)
+    return next(training.batches(streamed, batch_size=16, seed=1, first_step=step, augment_batches=True))
+  uninterrupted = training.batches(patches.open_patches(str(patch_file), ATTRIBUTES, 20_000), batch_size=16,
                                 seed=1, first_step=0, augment_batches=True)
   for _ in range(40):
     expected = next(uninterrupted)

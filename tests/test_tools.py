@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import prepare_data
+import patches
 from conftest import smooth_rgb
 
 
@@ -25,7 +25,7 @@ def eval_sets(tmp_path_factory):
 def test_results_table_holds_the_scores_of_generate_eval_dir_for_each_shipped_model(
     tmp_path, eval_sets, run_script):
   tables_json = tmp_path / 'tables.json'
-  table = run_script('tools/results_table.py', f'--data_dir={eval_sets}',
+  table = run_script('tools.results_table', f'--data_dir={eval_sets}',
                      f'--output_dir={tmp_path / "images"}',
                      f'--json={tables_json}')
   assert table.returncode == 0, table.stderr
@@ -47,7 +47,7 @@ def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_
   assert run_script('generate.py', f'--eval_dir={eval_sets / "Set5"}', '--scale=3', '--channels=y',
                     f'--output_dir={result_dir}').returncode == 0
   figure_path = tmp_path / 'figure.png'
-  drawn = run_script('tools/make_figure.py', f'--result_dir={result_dir}', '--name=image0',
+  drawn = run_script('tools.make_figure', f'--result_dir={result_dir}', '--name=image0',
                      '--crop=6,6,30,24', '--zoom=2', f'--output={figure_path}')
   assert drawn.returncode == 0, drawn.stderr
   with Image.open(figure_path) as figure:
@@ -60,13 +60,13 @@ def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_
 def test_streaming_benchmark_trains_from_both_readers_and_refuses_a_budget_that_holds_the_file(
     tmp_path, training_images, run_script, assert_input_error):
   patch_file = tmp_path / 'patches.h5'
-  prepare_data.prepare(str(training_images), str(patch_file), 2, 'y', 4, 2)
+  patches.prepare(str(training_images), str(patch_file), 2, 'y', 4, 2)
   report_path = tmp_path / 'report.json'
-  measured = run_script('tools/benchmark_streaming.py', f'--data={patch_file}', '--max_memory=0.02',
+  measured = run_script('tools.benchmark_streaming', f'--data={patch_file}', '--max_memory=0.02',
                         '--steps=5', '--rounds=2', f'--json={report_path}')
   assert measured.returncode == 0, measured.stderr
   report = json.loads(report_path.read_text())
   assert report['streamed_to_in_memory'] == pytest.approx(
       report['streamed_patches_per_s'] / report['in_memory_patches_per_s'])
-  assert_input_error(run_script('tools/benchmark_streaming.py', f'--data={patch_file}', '--max_memory=100'),
+  assert_input_error(run_script('tools.benchmark_streaming', f'--data={patch_file}', '--max_memory=100'),
                      patch_file.name)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import espcn
-from espcn import tf
+import inference
+from runtime import tf
 
 FINAL_LINE = re.compile(r'^step (\d+): loss ([0-9.]+)', re.MULTILINE)
 
@@ -99,7 +100,7 @@ def test_restoring_a_checkpoint_twice_gives_bitwise_identical_outputs(trained_ru
   image = np.asarray(make_image(31, 27, seed=11))
   outputs = []
   for _ in range(2):
-    upscaler = espcn.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
+    upscaler = inference.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
     try:
       outputs.append(upscaler.upscale(image))
     finally:
@@ -112,7 +113,7 @@ def test_restoring_a_checkpoint_twice_gives_bitwise_identical_outputs(trained_ru
 def test_restored_weights_are_the_saved_ones(trained_run):
   """Restoring reads back every network variable of the checkpoint unchanged (not a fresh initialisation),
   and freezing turns each into a constant of the same name: no variable is left in the inference graph."""
-  upscaler = espcn.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
+  upscaler = inference.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
   names = [name for name, _ in tf.train.list_variables(upscaler.checkpoint)
            if name.startswith('layer') and name.endswith(('/weights', '/bias'))]  # not Adam's slots
   graph = upscaler.session.graph

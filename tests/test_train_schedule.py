@@ -6,24 +6,25 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import espcn
-import prepare_data
+import inference
+import patches
 import train
+import training
 from conftest import smooth_rgb
-from espcn import tf
+from runtime import tf
 
 SCALE = 2
 
 
 def test_every_patch_is_visited_once_per_epoch_and_a_resumed_run_sees_the_same_batches():
   lr_data = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
-  patches = prepare_data.InMemoryPatches(
+  patch_data = patches.InMemoryPatches(
       {'input': lr_data, 'label': np.repeat(np.repeat(lr_data, SCALE, axis=1), SCALE, axis=2)})
-  uninterrupted = train.batches(patches, batch_size=3, seed=7, first_step=0, augment_batches=False)
+  uninterrupted = training.batches(patch_data, batch_size=3, seed=7, first_step=0, augment_batches=False)
   first_epoch = [next(uninterrupted)[0] for _ in range(4)]  # 10 patches in batches of 3: 4 steps
   visited = np.concatenate([batch.ravel() for batch in first_epoch]) * 255
   assert sorted(np.rint(visited).astype(int)) == list(range(10))
-  resumed = train.batches(patches, batch_size=3, seed=7, first_step=2, augment_batches=False)
+  resumed = training.batches(patch_data, batch_size=3, seed=7, first_step=2, augment_batches=False)
   np.testing.assert_array_equal(next(resumed)[0], first_epoch[2])
 
 
@@ -33,7 +34,7 @@ def test_augmentation_draws_all_eight_flips_and_rotations_and_keeps_lr_and_hr_al
   hr_batch = np.repeat(np.repeat(lr_batch, SCALE, axis=1), SCALE, axis=2)  # each LR pixel is an r x r block
   variants = set()
   for seed in range(64):
-    lr_out, hr_out = train.augment(lr_batch, hr_batch, np.random.default_rng(seed))
+    lr_out, hr_out = training.augment(lr_batch, hr_batch, np.random.default_rng(seed))
     np.testing.assert_array_equal(np.repeat(np.repeat(lr_out, SCALE, axis=1), SCALE, axis=2), hr_out)
     variants.add(lr_out.tobytes())
   assert len(variants) == 8
@@ -89,7 +90,7 @@ def test_best_validation_weights_are_kept_as_a_model_folder_of_their_own(schedul
   assert best['step'] > log[0]['step']  # later gains, all far below --min_improvement=1000
   assert tf.train.latest_checkpoint(str(best_dir)).endswith(f'espcn.ckpt-{best["step"]}')
   assert log[-1]['best_val_psnr'] == best['val_psnr']
-  upscaler = espcn.Upscaler.from_checkpoint(str(best_dir), SCALE, 'y')
+  upscaler = inference.Upscaler.from_checkpoint(str(best_dir), SCALE, 'y')
   assert upscaler.upscale(smooth_rgb(9, 7)).shape == (18, 14, 3)
   upscaler.session.close()
   runs = read_json_lines(best_dir / 'runs.jsonl')
@@ -148,7 +149,7 @@ def test_init_from_copies_the_layers_whose_shapes_agree(tmp_path, training_image
 def test_loss_border_leaves_the_padded_rim_out_of_the_loss(loss_border):
   """Changing the HR patch only within r * loss_border pixels of its edge must not change the loss."""
   with tf.Graph().as_default():
-    graph = train.build_training_graph(SCALE, 1, 'none', 1e-3, 1.0, loss_border)
+    graph = training.build_training_graph(SCALE, 1, 'none', 1e-3, 1.0, loss_border)
     rng = np.random.default_rng(0)
     lr_batch = rng.uniform(size=(2, 6, 6, 1)).astype(np.float32)
     hr_batch = rng.uniform(size=(2, 12, 12, 1)).astype(np.float32)
@@ -167,7 +168,7 @@ def test_a_shipped_model_card_carries_the_card_of_the_model_it_started_from(
   STARTING_POINT.md) the card of its starting model as it was then, and its own card nests it."""
   checkpoint_dir, args = scheduled_run
   first_model = tmp_path / 'first_model'
-  shipped = run_script('tools/ship_model.py', f'--run_dir={checkpoint_dir}', f'--to={first_model}')
+  shipped = run_script('tools.ship_model', f'--run_dir={checkpoint_dir}', f'--to={first_model}')
   assert shipped.returncode == 0, shipped.stderr
   first_card = (first_model / 'MODEL.md').read_text()
   assert first_card.startswith(f'# ESPCN, y x{SCALE}') and f'--checkpoint_dir={checkpoint_dir}' in first_card
@@ -181,7 +182,7 @@ def test_a_shipped_model_card_carries_the_card_of_the_model_it_started_from(
   assert f'`--init_from={first_model}`' in starting_point and '`layer3-conv3/weights`' not in starting_point
   (first_model / 'MODEL.md').write_text('# replaced by a later model\n')  # the card must already be copied
   second_model = tmp_path / 'second_model'
-  assert run_script('tools/ship_model.py', f'--run_dir={second_run}', f'--to={second_model}').returncode == 0
+  assert run_script('tools.ship_model', f'--run_dir={second_run}', f'--to={second_model}').returncode == 0
   second_card = (second_model / 'MODEL.md').read_text()
   own_card, nested = second_card.split('## Starting point')
   assert own_card.startswith('# ESPCN, y x3') and f'--checkpoint_dir={second_run}' in own_card

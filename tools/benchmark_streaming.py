@@ -5,10 +5,9 @@ instead of all at once (InMemoryPatches). This command trains one graph on the s
 alternating rounds of --steps steps in one process (so that a busy machine slows both alike), and reports
 the median patches per second of each and their ratio:
 
-  python tools/benchmark_streaming.py --data=checkpoint/t91_bsd200_y_x3_s7.h5 --max_memory=64
+  python -m tools.benchmark_streaming --data=checkpoint/t91_bsd200_y_x3_s7.h5 --max_memory=64
 """
 import os
-import sys
 import time
 
 import numpy as np
@@ -16,18 +15,17 @@ from absl import app
 from absl import flags
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-import espcn  # pylint: disable=wrong-import-position
-import prepare_data  # pylint: disable=wrong-import-position
-import train  # pylint: disable=wrong-import-position
-import utils  # pylint: disable=wrong-import-position
-from espcn import tf  # pylint: disable=wrong-import-position
+import patches
+import training
+import utils
+from runtime import session_config
+from runtime import tf
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-  flags.DEFINE_string('data', None, 'A patch file from prepare_data.py.')
+  flags.DEFINE_string('data', None, 'A patch file from patches.py.')
   flags.DEFINE_float('max_memory', 64, 'Streaming budget in MiB (train.py --max_memory); must be smaller '
                      'than the file for it to be streamed.')
   flags.DEFINE_integer('steps', 500, 'Training steps per round and reader.', lower_bound=1)
@@ -50,18 +48,18 @@ def patches_per_second(session, graph, batch_iterator, steps, batch_size):
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
-  attributes = prepare_data.read_settings(FLAGS.data)
-  readers = {'in_memory': prepare_data.open_patches(FLAGS.data, attributes, 2**62),
-             'streamed': prepare_data.open_patches(FLAGS.data, attributes, int(FLAGS.max_memory * 2**20))}
-  if not isinstance(readers['streamed'], prepare_data.StreamedPatches):
+  attributes = patches.read_settings(FLAGS.data)
+  readers = {'in_memory': patches.open_patches(FLAGS.data, attributes, 2**62),
+             'streamed': patches.open_patches(FLAGS.data, attributes, int(FLAGS.max_memory * 2**20))}
+  if not isinstance(readers['streamed'], patches.StreamedPatches):
     raise utils.InputError(f'{FLAGS.data}: fits in --max_memory={FLAGS.max_memory} MiB, so it would not be '
                            f'streamed; give a smaller budget')
-  graph = train.build_training_graph(attributes['scale'], utils.CHANNEL_MODES[attributes['channels']],
+  graph = training.build_training_graph(attributes['scale'], utils.CHANNEL_MODES[attributes['channels']],
                                      'none', 1e-4, 1.0)
-  batch_iterators = {name: train.batches(reader, FLAGS.batch_size, seed=0, first_step=0, augment_batches=True)
+  batch_iterators = {name: training.batches(reader, FLAGS.batch_size, seed=0, first_step=0, augment_batches=True)
                      for name, reader in readers.items()}
   speeds = {name: [] for name in readers}
-  with tf.Session(config=espcn.session_config(FLAGS.threads)) as session:
+  with tf.Session(config=session_config(FLAGS.threads)) as session:
     session.run(tf.global_variables_initializer())
     for batch_iterator in batch_iterators.values():  # warm-up: kernel selection, first reads
       patches_per_second(session, graph, batch_iterator, 50, FLAGS.batch_size)

@@ -1,22 +1,20 @@
-"""Draws the README's comparison figure from the images that `generate.py --eval_dir` saved.
+r"""Draws the README's comparison figure from the images that `generate.py --eval_dir` saved.
 
 For one evaluated image it shows the same crop of LR (nearest-neighbour, to see its pixels), bicubic,
 ESPCN and HR side by side, enlarged, each labelled with its whole-image Y-PSNR against HR:
 
   python generate.py --eval_dir=../shared/data/Set5 --scale=3 --channels=y --output_dir=result/set5_y_x3
-  python tools/make_figure.py --result_dir=result/set5_y_x3 --name=butterfly --crop=84,84,96,96 --zoom=2 \
-      --output=result/butterfly_y_x3.png
+  python -m tools.make_figure --result_dir=result/set5_y_x3 --name=butterfly --crop=84,84,96,96 \
+      --zoom=2 --output=result/butterfly_y_x3.png
 """
 import os
-import sys
 
 from absl import app
 from absl import flags
 from PIL import Image
 from PIL import ImageDraw
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-import utils  # pylint: disable=wrong-import-position
+import utils
 
 FLAGS = flags.FLAGS
 PANELS = (('lr', 'LR (nearest)'), ('bicubic', 'bicubic'), ('espcn', 'ESPCN'), ('hr', 'HR'))

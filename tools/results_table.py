@@ -3,7 +3,7 @@
 Each cell is what `generate.py --eval_dir=<data_dir>/<set> --scale=<r> --channels=<mode>` reports for the
 shipped model (mean Y-PSNR in dB, border r), and the bicubic row comes from the same runs:
 
-  python tools/results_table.py --data_dir=../shared/data --json=result/tables.json
+  python -m tools.results_table --data_dir=../shared/data --json=result/tables.json
 """
 import os
 import sys
@@ -11,14 +11,13 @@ import sys
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-import espcn  # pylint: disable=wrong-import-position
-import generate  # pylint: disable=wrong-import-position
-import utils  # pylint: disable=wrong-import-position
+import checkpoints
+import evaluation
+import inference
+import utils
 
 FLAGS = flags.FLAGS
 EVAL_SETS = ('Set5', 'Set14')
-MODELS = (('y', 2), ('y', 3), ('rgb', 3), ('y', 4))  # (channels, scale), in the table's order
 
 
 def define_flags():
@@ -29,20 +28,20 @@ def define_flags():
 
 
 def evaluate_shipped_models(data_dir, output_dir):
-  """{(channels, scale): {set name: generate.evaluate report}} for each shipped model that exists."""
+  """{(channels, scale): {set name: evaluation.evaluate report}} for each shipped model that exists."""
   reports = {}
-  for channels, scale in MODELS:
-    checkpoint_dir = generate.shipped_checkpoint_dir(channels, scale)
+  for channels, scale in checkpoints.SHIPPED_MODELS:
+    checkpoint_dir = checkpoints.shipped_model_dir(channels, scale)
     if not os.path.isdir(checkpoint_dir):
       print(f'{checkpoint_dir}: not shipped yet, left out', file=sys.stderr)
       continue
-    upscaler = espcn.Upscaler.from_checkpoint(checkpoint_dir, scale, channels)
+    upscaler = inference.Upscaler.from_checkpoint(checkpoint_dir, scale, channels)
     reports[channels, scale] = {}
     for eval_set in EVAL_SETS:
       images_dir = os.path.join(output_dir, f'{eval_set.lower()}_{channels}_x{scale}')
       utils.ensure_writable_dir(images_dir)
-      reports[channels, scale][eval_set] = generate.evaluate(upscaler, os.path.join(data_dir, eval_set),
-                                                             images_dir)
+      reports[channels, scale][eval_set] = evaluation.evaluate(upscaler, os.path.join(data_dir, eval_set),
+                                                               images_dir)
   return reports
 
 

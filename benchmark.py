@@ -1,0 +1,116 @@
+"""generate.py --benchmark: the network's time per frame against the machine's own matrix-multiply speed,
+and the whole PNG-to-PNG job with its parts, all timed in turn in one process (docs/PERFORMANCE.md)."""
+import contextlib
+import os
+import time
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+import inference
+import utils
+from runtime import tf
+
+MATMUL_SIZE = 4096  # the benchmark's peak: a 4096^3 matmul, 137 GFLOP
+
+
+def multiply_adds_per_pixel(scale, channels):
+  """Multiply-adds of espcn's three convolutions for one LR pixel: 5x5xCx64, 3x3x64x32, 3x3x32xr*r*C."""
+  return 5 * 5 * channels * 64 + 3 * 3 * 64 * 32 + 3 * 3 * 32 * scale * scale * channels
+
+
+def network_gflop(lr_height, lr_width, scale, num_channels):
+  """Floating-point operations of one pass (2 per multiply-add of the three convolutions), in GFLOP."""
+  return 2.0 * lr_height * lr_width * multiply_adds_per_pixel(scale, num_channels) / 1e9
+
+
+def time_runs(functions, runs, warmup=3):
+  """Seconds of each of `runs` calls of each function, after `warmup` untimed ones (graph set-up, kernel
+  selection). The functions take turns, so that a busy spell of a shared machine slows all of them alike
+  and their ratios hold."""
+  for _ in range(warmup):
+    for function in functions:
+      function()
+  seconds = [[] for _ in functions]
+  for _ in tqdm(range(runs), desc='timing', unit='run', leave=False, disable=None):
+    for function, times in zip(functions, seconds):
+      start = time.perf_counter()
+      function()
+      times.append(time.perf_counter() - start)
+  return seconds
+
+
+@contextlib.contextmanager
+def matmul_run():
+  """Yields a function that runs one MATMUL_SIZE^3 tf.linalg.matmul, in a session of its own:
+  2 * MATMUL_SIZE^3 FLOP over its time is the machine's practical FP32 peak."""
+  graph = tf.Graph()
+  with graph.as_default():
+    matrix = tf.Variable(tf.random.normal([MATMUL_SIZE, MATMUL_SIZE], seed=0))
+    product = tf.reduce_sum(tf.linalg.matmul(matrix, matrix))
+    with tf.Session(graph=graph) as session:
+      session.run(tf.global_variables_initializer())
+      yield lambda: session.run(product)
+
+
+def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
+  """Times, in turn run by run: the FP32 peak (a matmul), the network on one frame of `output_size`
+  (width, height), the whole job on a PNG file and its parts (decoding; the reconstruction graph, pixels in
+  and out; this repo's PNG encoder), and Pillow's PNG encoder on the result (and the sizes of both files).
+  `float32_twin`, the same model in float32 when `upscaler` runs in reduced precision, is timed alongside:
+  the baseline of its speed-up.
+  """
+  scale, width, height = upscaler.scale, output_size[0], output_size[1]
+  frame = utils.bicubic_resize(utils.sample_photo(), (width // scale, height // scale))
+  frame_pixels = np.asarray(frame)
+  network_input = upscaler.network_input(frame_pixels)
+  frame_path, output_path = os.path.join(work_dir, 'frame.png'), os.path.join(work_dir, 'frame_sr.png')
+  frame.save(frame_path)
+  result = inference.upscale_image(upscaler, frame)
+  pillow_result = Image.fromarray(result)
+  encoders = [lambda: utils.save_png(result, output_path),
+              lambda: pillow_result.save(output_path, format='PNG', compress_level=1)]
+  timed = [lambda: upscaler.network(network_input),
+           lambda: inference.upscale_file(upscaler, lambda: utils.load_image(frame_path), output_path),
+           lambda: utils.load_image(frame_path),
+           lambda: upscaler.upscale(frame_pixels)] + encoders
+  if float32_twin:
+    timed.append(lambda: float32_twin.network(network_input))
+  with matmul_run() as matmul:
+    (matmul_seconds, model_seconds, end_to_end_seconds, decode_seconds, reconstruction_seconds,
+     encode_seconds, pillow_encode_seconds, *float32_seconds) = time_runs([matmul] + timed, runs)
+  peak = 2.0 * MATMUL_SIZE ** 3 / np.median(matmul_seconds) / 1e9
+  gflop = network_gflop(height // scale, width // scale, scale, network_input.shape[-1])
+  median = float(np.median(model_seconds))
+  report = {'size': f'{width}x{height}', 'scale': scale, 'channels': upscaler.channels,
+            'precision': upscaler.precision,
+            'checkpoint': upscaler.checkpoint, 'runs': runs, 'gflop_per_frame': round(gflop, 3),
+            'model_ms_median': 1e3 * median, 'model_ms_min': 1e3 * min(model_seconds),
+            'model_ms_max': 1e3 * max(model_seconds), 'fps': 1.0 / median, 'gflops': gflop / median,
+            'peak_gflops': peak, 'fraction_of_peak': gflop / median / peak,
+            'end_to_end_ms_median': 1e3 * float(np.median(end_to_end_seconds)),
+            'end_to_end_ratio': float(np.median(end_to_end_seconds)) / median,
+            'decode_ms_median': 1e3 * float(np.median(decode_seconds)),
+            'reconstruction_ms_median': 1e3 * float(np.median(reconstruction_seconds)),
+            'png_encode_ms_median': 1e3 * float(np.median(encode_seconds)),
+            'pillow_png_encode_ms_median': 1e3 * float(np.median(pillow_encode_seconds))}
+  for key, encode in zip(('png_bytes', 'pillow_png_bytes'), encoders):
+    encode()
+    report[key] = os.path.getsize(output_path)
+  if float32_seconds:
+    float32_median = float(np.median(float32_seconds[0]))
+    report.update({'float32_model_ms_median': 1e3 * float32_median,
+                   'speedup_over_float32': float32_median / median})
+  return report
+
+
+def parse_size(text, scale):
+  """--size as (width, height): positive multiples of the scale, as an output size must be."""
+  try:
+    width, height = (int(part) for part in text.lower().split('x'))
+  except ValueError:
+    raise utils.InputError(f'--size={text}: expected WIDTHxHEIGHT, e.g. 1920x1080') from None
+  if min(width, height) <= 0 or width % scale or height % scale:
+    raise utils.InputError(f'--size={text}: width and height must be positive multiples of --scale={scale}')
+  return width, height

@@ -1,0 +1,328 @@
+"""Run folders and model folders: their layout, their checks, restoring them, their logs and model cards.
+
+  checkpoint/
+    train_data_<channels>_x<scale>.h5   patches (patches.default_data_path)
+    train_<channels>_x<scale>/          a training run: train.py --checkpoint_dir (default)
+      config.json                       scale, channel mode, output activation: what the weights are for
+      checkpoint, espcn.ckpt-STEP.*     tf.train.Saver's state file and the two latest checkpoints
+      runs.jsonl                        one line per start or resume: command, every flag's value, machine
+      validation.jsonl                  one line per validation (--val_dir)
+      best/                             the best validated weights, a model folder of their own
+      STARTING_POINT.md                 --init_from: whose weights it started from
+    espcn_<channels>_x<scale>/          a shipped model (MODEL.md, its card, marks it): SHIPPED_MODELS
+
+A model folder is anything with a config.json and a checkpoint: a run, its best/, or a shipped model.
+tools/ship_model.py turns a run's best/ into a shipped model with ship().
+"""
+import json
+import os
+import platform
+import shlex
+import shutil
+import time
+
+import utils
+from runtime import tf
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+SHIPPED_ROOT = os.path.join(REPO_ROOT, 'checkpoint')
+SHIPPED_MODELS = (('y', 2), ('y', 3), ('rgb', 3), ('y', 4))  # (channels, scale): every espcn_* folder
+CHECKPOINT_PREFIX = 'espcn.ckpt'
+CONFIG_FILE = 'config.json'
+CARD_FILE = 'MODEL.md'
+RUN_LOG = 'runs.jsonl'
+VALIDATION_LOG = 'validation.jsonl'
+BEST_DIR = 'best'
+STARTING_POINT = 'STARTING_POINT.md'
+
+
+def shipped_model_dir(channels, scale):
+  return os.path.join(SHIPPED_ROOT, f'espcn_{channels}_x{scale}')
+
+
+def default_run_dir(channels, scale):
+  return os.path.join('checkpoint', f'train_{channels}_x{scale}')
+
+
+# ---------------------------------------------------------------------------------------------------------
+# config.json and restoring
+# ---------------------------------------------------------------------------------------------------------
+
+def read_config(model_dir):
+  """The scale, channel mode and output activation that train.py recorded for a folder, or None."""
+  path = os.path.join(model_dir, CONFIG_FILE)
+  try:
+    with open(path) as stream:
+      return json.load(stream)
+  except FileNotFoundError:
+    return None
+  except (OSError, json.JSONDecodeError) as error:
+    raise utils.InputError(f'{path}: unreadable model config ({error})') from None
+
+
+def latest_checkpoint(model_dir):
+  """The newest checkpoint that `model_dir` names in its state file, or None (also for no such folder)."""
+  return tf.train.latest_checkpoint(model_dir) if os.path.isdir(model_dir) else None
+
+
+def read_trained_config(model_dir, scale, channels):
+  """The config of a folder that holds a checkpoint for `scale` and `channels`, or an InputError saying what
+  is wrong: no trained model there, or one for another scale or channel mode."""
+  config = read_config(model_dir)
+  if config is None or latest_checkpoint(model_dir) is None:
+    raise utils.InputError(
+        f'{model_dir}: no trained checkpoint here; train one with '
+        f'`python train.py --images_dir=../shared/data/T91 --scale={scale} --channels={channels}` '
+        f'and pass --checkpoint_dir={default_run_dir(channels, scale)}')
+  if config['scale'] != scale or config['channels'] != channels:
+    raise utils.InputError(
+        f'{model_dir}: checkpoint is for --scale={config["scale"]} --channels={config["channels"]}, '
+        f'not --scale={scale} --channels={channels}')
+  return config
+
+
+def restore(session, checkpoint, variables=None):
+  """Restores `variables` (default: all) from a checkpoint path, or from the latest one of a folder.
+
+  Returns the checkpoint path. A corrupt or mismatched checkpoint is one InputError line, not a traceback.
+  """
+  if os.path.isdir(checkpoint):
+    checkpoint = latest_checkpoint(checkpoint)
+  try:
+    tf.train.Saver(variables).restore(session, checkpoint)
+  except (tf.errors.OpError, ValueError) as error:
+    raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
+  return checkpoint
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Run folders
+# ---------------------------------------------------------------------------------------------------------
+
+def check_run_dir(run_dir, config):
+  """Refuses, without writing anything, a folder that holds a shipped model or a run of other settings."""
+  if os.path.exists(os.path.join(run_dir, CARD_FILE)):
+    raise utils.InputError(f'{run_dir}: holds a shipped model, which training never overwrites; '
+                           f'pass another --checkpoint_dir')
+  existing = read_config(run_dir)
+  if existing not in (None, config):
+    raise utils.InputError(f'{run_dir}: holds a run with settings {json.dumps(existing)}, '
+                           f'not {json.dumps(config)}; pass another --checkpoint_dir')
+
+
+def create_run_dir(run_dir, config):
+  """Creates the folder and its config, unless it holds a run already (see check_run_dir)."""
+  utils.ensure_writable_dir(run_dir)
+  if read_config(run_dir) is None:
+    utils.write_json(config, os.path.join(run_dir, CONFIG_FILE))
+
+
+def machine_description():
+  """CPU model, core count and memory of this machine, for the run log (and so for the model cards)."""
+  cpu = platform.processor() or platform.machine()
+  if os.path.exists('/proc/cpuinfo'):
+    with open('/proc/cpuinfo') as stream:
+      cpu = next((line.split(':', 1)[1].strip() for line in stream if line.startswith('model name')), cpu)
+  memory_gib = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30
+  return f'{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB'
+
+
+def flag_values(options):
+  """Every flag of this repo's scripts and modules and its value, given or default (not the flags that
+  absl and TensorFlow define for themselves)."""
+  return {flag.name: flag.value for module, module_flags in options.flags_by_module_dict().items()
+          if _in_this_repo(module) for flag in module_flags}
+
+
+def _in_this_repo(module):
+  """Whether a module name ('utils', 'tools.x') or a script path ('train.py') is a file of this repo."""
+  stem = os.path.splitext(os.path.basename(module))[0] if module.endswith('.py') else module.replace('.', '/')
+  return os.path.exists(os.path.join(REPO_ROOT, stem + '.py'))
+
+
+def command_line(options):
+  """The train.py command of this run, rebuilt from the flags it was given (right also in-process)."""
+  given = [options[name].serialize() for name in options if options[name].present]
+  return ' '.join(['python', 'train.py', *map(shlex.quote, given)])
+
+
+def log_run(run_dir, step, total_steps, options):
+  """Appends who ran what, with which flags, where and from which step to runs.jsonl (a line per start)."""
+  utils.append_json_line({'command': command_line(options), 'flags': flag_values(options),
+                          'started': time.strftime('%Y-%m-%d %H:%M:%S %Z'), 'start_step': int(step),
+                          'total_steps': int(total_steps), 'machine': machine_description(),
+                          'tensorflow': tf.__version__},
+                         os.path.join(run_dir, RUN_LOG))
+
+
+def log_validation(run_dir, record):
+  utils.append_json_line(record, os.path.join(run_dir, VALIDATION_LOG))
+
+
+def read_json_lines(path):
+  """The records of a JSON-lines log, or an InputError if there is no such log or an empty one."""
+  try:
+    with open(path) as stream:
+      records = [json.loads(line) for line in stream if line.strip()]
+  except (OSError, ValueError) as error:
+    raise utils.InputError(f'{path}: not a readable train.py log ({error})') from None
+  if not records:
+    raise utils.InputError(f'{path}: an empty train.py log')
+  return records
+
+
+def best_dir(run_dir):
+  return os.path.join(run_dir, BEST_DIR)
+
+
+def copy_logs_to_best(run_dir):
+  """best/ is a model folder of its own: it carries the run's config and run log."""
+  for log in (CONFIG_FILE, RUN_LOG):
+    shutil.copy(os.path.join(run_dir, log), best_dir(run_dir))
+
+
+def write_starting_point(run_dir, model_dir, checkpoint, variable_names):
+  """Writes STARTING_POINT.md: which weights --init_from copied, and the card of the model they came from.
+
+  The card is copied now because the shipped model it describes may later be replaced by a better one.
+  """
+  lines = [f'Initialised from `{checkpoint}` (`--init_from={model_dir}`): '
+           f'{", ".join(f"`{name}`" for name in variable_names)}.', '']
+  card = os.path.join(model_dir, CARD_FILE)
+  if os.path.exists(card):
+    with open(card) as stream:
+      lines += ['Its model card at the time:', '', stream.read()]
+  else:
+    lines += [f'`{model_dir}` had no model card; its own logs (runs.jsonl) tell how it was trained.']
+  utils.write_text('\n'.join(lines), os.path.join(run_dir, STARTING_POINT))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Shipped models and their cards (MODEL.md)
+# ---------------------------------------------------------------------------------------------------------
+
+def logged_flags(run, path):
+  """The flags a runs.jsonl record logged, or an InputError for a log written before flags were logged."""
+  if 'flags' not in run:
+    raise utils.InputError(f'{path}: a run logged before runs.jsonl recorded every flag; '
+                           f'its card cannot be written from its logs')
+  return run['flags']
+
+
+def training_data(runs, path):
+  """The data of the first run, and of every later run that changed it, with the step it started at."""
+  parts, previous = [], None
+  for run in runs:
+    given = logged_flags(run, path)
+    data = (f'`--images_dir={given["images_dir"]}` prepared as `--data={given["data"] or "(default)"}` '
+            f'(LR patches of {given["patch_size"]} pixels every {given["stride"]}, '
+            f'`--downscales={",".join(given["downscales"])}`; '
+            f'{"flips and rotations" if given["augment"] else "no augmentation"})')
+    if data != previous:
+      parts.append(data if previous is None else f'from step {run["start_step"]}: {data}')
+      previous = data
+  return '; '.join(parts)
+
+
+def model_card(run_dir, config, checkpoint_name, runs, validations, starting_point=''):
+  """MODEL.md: what the model is, which weights were chosen, and how exactly they were trained."""
+  best_step = int(checkpoint_name.split('-')[-1])
+  chosen = next((record for record in validations if record['step'] == best_step), None)
+  if chosen is None:
+    raise utils.InputError(f'{run_dir}: {VALIDATION_LOG} has no score for step {best_step}')
+  run_log = os.path.join(run_dir, RUN_LOG)
+  first = logged_flags(runs[0], run_log)
+  last = validations[-1]
+  decays = [(record['step'], record['learning_rate'])
+            for previous, record in zip(validations, validations[1:])
+            if record['learning_rate'] != previous['learning_rate']]
+  lines = [
+      f'# ESPCN, {config["channels"]} x{config["scale"]}',
+      '',
+      f'- Network: three-layer tanh ESPCN of `espcn.py`, `--channels={config["channels"]}`, '
+      f'`--scale={config["scale"]}`, `--output_activation={config["output_activation"]}`.',
+      f'- Weights: `{checkpoint_name}`, the best validation PSNR of the run: '
+      f'**{chosen["val_psnr"]:.3f} dB** (Y, border {config["scale"]}) on `{first["val_dir"]}` at step '
+      f'{best_step}, after {chosen["train_seconds"] / 60:.0f} minutes of training.',
+      f'- Training data: {training_data(runs, run_log)}.',
+      f'- Seed: {first["seed"]}. Batch size: {first["batch_size"]}.',
+      f'- Learning rate: {first["learning_rate"]:g} at the start'
+      + ''.join(f', {rate:g} from step {step}' for step, rate in decays) + '.',
+      f'- The run was validated until step {last["step"]} ({last["train_seconds"] / 60:.0f} minutes of '
+      f'training); no later weights scored higher.',
+      f'- Machine: {runs[0]["machine"]}; TensorFlow {runs[0]["tensorflow"]}.',
+      '',
+      '## Commands',
+      '',
+      'Each start or resume of the run, as logged in `runs.jsonl` (a resumed run continues from the latest',
+      'checkpoint of its `--checkpoint_dir`, with the step count, learning rate and validation state):',
+      '',
+  ]
+  for run in runs:
+    note = f' ({run["note"]})' if 'note' in run else ''
+    lines += [f'- {run["started"]}, from step {run["start_step"]}{note}:', '', '  ```', f'  {run["command"]}',
+              '  ```', '']
+  lines += ['Shipped with:', '', '```', f'python -m tools.ship_model --run_dir={run_dir}', '```', '']
+  if starting_point:
+    lines += ['## Starting point', '',
+              'This run continued from the model below. To train it from scratch, first train that model',
+              'with its own commands, then run the commands above with `--init_from` set to its folder.',
+              'The training time of this model is its own plus that of the starting point.', '',
+              demote_headings(starting_point), '']
+  return '\n'.join(lines)
+
+
+def demote_headings(markdown):
+  """Nests a card inside another: '# Title' becomes '### Title'."""
+  return '\n'.join('##' + line if line.startswith('#') else line for line in markdown.splitlines())
+
+
+def read_starting_point(run_dir):
+  """The run's STARTING_POINT.md (written by train.py --init_from), or '' for a run from scratch."""
+  path = os.path.join(run_dir, STARTING_POINT)
+  if not os.path.exists(path):
+    return ''
+  with open(path) as stream:
+    return stream.read()
+
+
+def replace_folder(staged, destination):
+  """Puts the complete folder `staged` in place of `destination` (which may not exist yet) by renames, so
+  that a failure before this point leaves the shipped model as it was."""
+  retired = f'{destination}.{os.getpid()}.old'
+  if os.path.exists(destination):
+    os.rename(destination, retired)
+  os.rename(staged, destination)
+  shutil.rmtree(retired, ignore_errors=True)
+
+
+def ship(run_dir, destination=''):
+  """Copies a run's best weights and logs, with a card written from them, to a shipped model folder.
+
+  Everything is read and checked first; the new folder is staged beside the old one and swapped in by
+  renames, so a failure leaves the shipped model as it was. Returns (checkpoint, destination).
+  """
+  best = best_dir(run_dir)
+  checkpoint = latest_checkpoint(best)
+  config = read_config(run_dir)
+  if checkpoint is None or config is None:
+    raise utils.InputError(f'{run_dir}: no best checkpoint and model config here (train with --val_dir)')
+  destination = destination or shipped_model_dir(config['channels'], config['scale'])
+  if os.path.exists(destination) and not os.path.exists(os.path.join(destination, CARD_FILE)):
+    raise utils.InputError(f'{destination}: exists and is not a shipped model; not overwriting it')
+  checkpoint_name = os.path.basename(checkpoint)
+  card = model_card(run_dir, config, checkpoint_name, read_json_lines(os.path.join(run_dir, RUN_LOG)),
+                    read_json_lines(os.path.join(run_dir, VALIDATION_LOG)), read_starting_point(run_dir))
+  staged = f'{destination}.{os.getpid()}.tmp'
+  os.makedirs(staged)
+  try:
+    for name in os.listdir(best):
+      if name.startswith(checkpoint_name + '.') or name == 'checkpoint':  # the state file names it, relatively
+        shutil.copy(os.path.join(best, name), staged)
+    for log in (CONFIG_FILE, RUN_LOG, VALIDATION_LOG):
+      shutil.copy(os.path.join(run_dir, log), staged)
+    utils.write_text(card, os.path.join(staged, CARD_FILE))
+    replace_folder(staged, destination)
+  finally:
+    shutil.rmtree(staged, ignore_errors=True)
+  return checkpoint, destination
