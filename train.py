@@ -74,7 +74,19 @@ def define_flags():
   flags.DEFINE_float('min_improvement', 0.005, 'Validation PSNR gain (dB) that restarts the patience (any '
                      'gain still makes new best weights).')
   flags.DEFINE_float('min_learning_rate', 1e-5,
-                     'Stop (early) when a decay would take the learning rate below this.')
+                     'The lowest learning rate. plateau: stop (early) when a decay would take the rate below '
+                     'this; restarts: where each cycle\'s cosine ends.')
+  flags.DEFINE_enum('schedule', 'plateau', ['plateau', 'restarts'],
+                    "The learning rate. 'plateau': --learning_rate, multiplied by --decay_factor when the "
+                    "validation PSNR stops improving, until --min_learning_rate (the paper). 'restarts': "
+                    'cycles of --cycle_steps (each --cycle_mult times longer than the one before), in which '
+                    'the rate falls from --learning_rate to --min_learning_rate along a cosine; each cycle '
+                    "starts afresh, Adam's moments reset (warm restarts, SGDR). Train for the sum of whole "
+                    'cycles (--steps), with --val_dir to keep the best weights.')
+  flags.DEFINE_integer('cycle_steps', 10000, 'With --schedule=restarts: steps of the first cycle.',
+                       lower_bound=1)
+  flags.DEFINE_float('cycle_mult', 2.0, 'With --schedule=restarts: each cycle is this many times as long as '
+                     'the one before.', lower_bound=1)
 
 
 class Trainer:
@@ -139,11 +151,12 @@ class Trainer:
     graph, session, options = self.graph, self.session, self.options
     val_psnr = evaluation.mean_psnr(self.upscaler, val_pairs)
     best_psnr, improved_step, decay_step, rate = (value.item() for value in session.run(
-        [graph.best_val_psnr, graph.improved_step, graph.decay_step, graph.learning_rate]))
+        [graph.best_val_psnr, graph.improved_step, graph.decay_step, graph.rate]))
     first = improved_step == 0  # the first score always counts
+    plateau = options.schedule == 'plateau'
     if first or val_psnr > best_psnr + options.min_improvement:
       graph.improved_step.load(step, session)
-    elif step - max(improved_step, decay_step) >= options.decay_patience * options.val_every:
+    elif plateau and step - max(improved_step, decay_step) >= options.decay_patience * options.val_every:
       rate *= options.decay_factor
       graph.learning_rate.load(rate, session)
       graph.decay_step.load(step, session)
@@ -157,7 +170,7 @@ class Trainer:
     checkpoints.log_validation(self.checkpoint_dir, record)
     tqdm.write(f'step {step}: validation PSNR {val_psnr:.3f} dB (best {best_psnr:.3f}), '
                f'learning rate {rate:.2g}')
-    return not below_minimum(rate, options.min_learning_rate)
+    return not (plateau and below_minimum(rate, options.min_learning_rate))
 
   def save_best(self, step):
     best_dir = checkpoints.best_dir(self.checkpoint_dir)
@@ -203,9 +216,12 @@ def train(training_patches, checkpoint_dir, config, options, val_pairs=()):
   steps_per_epoch = math.ceil(len(training_patches) / options.batch_size)
   total_steps = options.steps or options.epochs * steps_per_epoch
   tf.set_random_seed(options.seed)
+  restarts = (training.Restarts(options.cycle_steps, options.cycle_mult, options.min_learning_rate)
+              if options.schedule == 'restarts' else None)
+  restart_steps = set(training.cycle_starts(restarts, total_steps)) if restarts else set()
   graph = training.build_training_graph(config['scale'], utils.CHANNEL_MODES[config['channels']],
                                         config['output_activation'], options.learning_rate,
-                                        options.last_layer_lr_scale, options.loss_border)
+                                        options.last_layer_lr_scale, options.loss_border, restarts)
   with tf.Session(config=session_config(options.threads)) as session:
     trainer = Trainer(graph, session, checkpoint_dir, config, options)
     latest = trainer.restore_or_initialize()
@@ -213,7 +229,8 @@ def train(training_patches, checkpoint_dir, config, options, val_pairs=()):
     checkpoints.log_run(checkpoint_dir, step, total_steps, options)
     print(f'{len(training_patches)} patches ({type(training_patches).__name__}), '
           f'{steps_per_epoch} steps per epoch; '
-          f'{"resuming " + latest if latest else "starting"} at step {step} of {total_steps}')
+          f'{"resuming " + latest if latest else "starting"} at step {step} of {total_steps}'
+          + (f'; warm restarts at steps {", ".join(map(str, sorted(restart_steps)))}' if restart_steps else ''))
     progress = tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True)
     stopped_early = below_minimum(session.run(graph.learning_rate).item(), options.min_learning_rate)
     smoothed_loss, keep_going = None, step < total_steps and not stopped_early
@@ -221,6 +238,8 @@ def train(training_patches, checkpoint_dir, config, options, val_pairs=()):
     training_batches = training.batches(training_patches, options.batch_size, options.seed, step,
                                         options.augment)
     while keep_going:
+      if step in restart_steps:  # a cycle starts: Adam's moments start afresh with the high rate
+        session.run(graph.reset_optimizer)
       lr_batch, hr_batch = next(training_batches)
       with stopwatch.measure('training steps'):
         _, batch_loss = session.run([graph.train_op, graph.loss],
