@@ -1,0 +1,49 @@
+"""tools.training_curve: what minutes of training buy, read from a run's validation.jsonl."""
+import json
+
+import pytest
+from PIL import Image
+
+import evaluation
+from conftest import smooth_rgb
+
+# (train_seconds, val_psnr) of a fake run: a dip after a warm restart at 10 minutes, the best at 20.
+VALIDATIONS = [(120, 20.0), (540, 22.0), (660, 21.0), (1200, 23.5), (1500, 23.0)]
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+  run_dir = tmp_path / 'run'
+  run_dir.mkdir()
+  (run_dir / 'config.json').write_text(json.dumps({'scale': 2, 'channels': 'y', 'output_activation': 'none'}))
+  (run_dir / 'validation.jsonl').write_text(''.join(
+      json.dumps({'step': 1000 * (index + 1), 'val_psnr': psnr, 'train_seconds': seconds}) + '\n'
+      for index, (seconds, psnr) in enumerate(VALIDATIONS)))
+  val_dir = tmp_path / 'val'
+  val_dir.mkdir()
+  for index in range(2):
+    Image.fromarray(smooth_rgb(40, 46, seed=30 + index)).save(val_dir / f'val{index}.png')
+  return run_dir, val_dir
+
+
+def test_the_table_gives_the_best_validation_within_each_budget_and_bicubic_of_the_evaluation(
+    tmp_path, run_folder, run_script, upscaler):
+  run_dir, val_dir = run_folder
+  output = tmp_path / 'curve.png'
+  result = run_script('tools.training_curve', f'--runs=fake={run_dir}', f'--val_dir={val_dir}',
+                      '--minutes=1,5,10,15,30', f'--output={output}')
+  assert result.returncode == 0, result.stderr
+  rows = {line.split('|')[1].strip(): [cell.strip() for cell in line.split('|')[2:-1]]
+          for line in result.stdout.splitlines() if line.startswith('| ') and '---' not in line}
+  assert rows['fake'] == ['-', '20.00', '22.00', '22.00', '23.50']  # best so far, not the last score
+  bicubic = evaluation.evaluate(upscaler(2, 'y'), str(val_dir), str(tmp_path))['mean']['bicubic_psnr_y']
+  assert rows['bicubic x2'] == [f'{bicubic:.2f}'] * 5
+  with Image.open(output) as figure:
+    assert figure.size == (900, 520)
+
+
+@pytest.mark.parametrize('runs', ['no_label_here', 'label='])
+def test_a_bad_runs_flag_is_one_error_line(tmp_path, run_script, assert_input_error, runs):
+  result = run_script('tools.training_curve', f'--runs={runs}', f'--output={tmp_path / "curve.png"}')
+  assert_input_error(result, '--runs')
+  assert not (tmp_path / 'curve.png').exists()
