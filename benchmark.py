@@ -3,14 +3,22 @@ and the whole PNG-to-PNG job with its parts, all timed in turn in one process (d
 import contextlib
 import os
 import time
+import warnings
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+import export
 import inference
+import runtime
 import utils
 from runtime import tf
+
+try:
+  import cv2  # requirements-export.txt: OpenCV's dnn_superres, timed when installed
+except ImportError:
+  cv2 = None
 
 MATMUL_SIZE = 4096  # the benchmark's peak: a 4096^3 matmul, 137 GFLOP
 
@@ -54,10 +62,40 @@ def matmul_run():
       yield lambda: session.run(product)
 
 
+def tflite_run(upscaler, network_input, work_dir):
+  """A function that runs the float32 TFLite export (XNNPACK, all cores) on one network input."""
+  path = os.path.join(work_dir, 'espcn.tflite')
+  export.write_tflite(export.read_weights(upscaler), upscaler.scale, upscaler.channels,
+                      upscaler.output_activation, path)
+  with warnings.catch_warnings(), runtime.quiet_stderr():  # notices: LiteRT will replace it; XNNPACK is on
+    warnings.simplefilter('ignore')
+    interpreter = tf.lite.Interpreter(path, num_threads=os.cpu_count())
+    input_index = interpreter.get_input_details()[0]['index']
+    interpreter.resize_tensor_input(input_index, (1,) + network_input.shape)
+    interpreter.allocate_tensors()
+  interpreter.set_tensor(input_index, network_input[None])
+  return interpreter.invoke
+
+
+def opencv_run(upscaler, frame_pixels, work_dir):
+  """A function that runs OpenCV's dnn_superres with the export on an RGB frame (as BGR), whole job."""
+  path = os.path.join(work_dir, 'ESPCN.pb')
+  with open(path, 'wb') as stream:
+    stream.write(export.dnn_superres_graph_def(export.read_weights(upscaler), upscaler.scale,
+                                               upscaler.output_activation).SerializeToString())
+  model = cv2.dnn_superres.DnnSuperResImpl_create()
+  model.readModel(path)
+  model.setModel('espcn', upscaler.scale)
+  bgr = cv2.cvtColor(frame_pixels, cv2.COLOR_RGB2BGR)
+  return lambda: model.upsample(bgr)
+
+
 def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   """Times, in turn run by run: the FP32 peak (a matmul), the network on one frame of `output_size`
   (width, height), the whole job on a PNG file and its parts (decoding; the reconstruction graph, pixels in
-  and out; this repo's PNG encoder), and Pillow's PNG encoder on the result (and the sizes of both files).
+  and out; this repo's PNG encoder), and Pillow's PNG encoder on the result (and the sizes of both files);
+  and the exports in other runtimes: the network in TFLite, and OpenCV's dnn_superres ('y' models, when
+  OpenCV is installed), which includes its colour conversions and chroma.
   `float32_twin`, the same model in float32 when `upscaler` runs in reduced precision, is timed alongside:
   the baseline of its speed-up.
   """
@@ -75,11 +113,15 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
            lambda: inference.upscale_file(upscaler, lambda: utils.load_image(frame_path), output_path),
            lambda: utils.load_image(frame_path),
            lambda: upscaler.upscale(frame_pixels)] + encoders
+  others = {'tflite_ms_median': tflite_run(upscaler, network_input, work_dir)}
+  if cv2 is not None and upscaler.channels == 'y':
+    others['opencv_ms_median'] = opencv_run(upscaler, frame_pixels, work_dir)
   if float32_twin:
-    timed.append(lambda: float32_twin.network(network_input))
+    others['float32_model_ms_median'] = lambda: float32_twin.network(network_input)
   with matmul_run() as matmul:
     (matmul_seconds, model_seconds, end_to_end_seconds, decode_seconds, reconstruction_seconds,
-     encode_seconds, pillow_encode_seconds, *float32_seconds) = time_runs([matmul] + timed, runs)
+     encode_seconds, pillow_encode_seconds, *other_seconds) = time_runs([matmul] + timed + list(others.values()),
+                                                                        runs)
   peak = 2.0 * MATMUL_SIZE ** 3 / np.median(matmul_seconds) / 1e9
   gflop = network_gflop(height // scale, width // scale, scale, network_input.shape[-1])
   median = float(np.median(model_seconds))
@@ -98,10 +140,10 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   for key, encode in zip(('png_bytes', 'pillow_png_bytes'), encoders):
     encode()
     report[key] = os.path.getsize(output_path)
-  if float32_seconds:
-    float32_median = float(np.median(float32_seconds[0]))
-    report.update({'float32_model_ms_median': 1e3 * float32_median,
-                   'speedup_over_float32': float32_median / median})
+  for key, seconds in zip(others, other_seconds):
+    report[key] = 1e3 * float(np.median(seconds))
+  if float32_twin:
+    report['speedup_over_float32'] = report['float32_model_ms_median'] / 1e3 / median
   return report
 
 

@@ -286,16 +286,6 @@ def read_starting_point(run_dir):
     return stream.read()
 
 
-def replace_folder(staged, destination):
-  """Puts the complete folder `staged` in place of `destination` (which may not exist yet) by renames, so
-  that a failure before this point leaves the shipped model as it was."""
-  retired = f'{destination}.{os.getpid()}.old'
-  if os.path.exists(destination):
-    os.rename(destination, retired)
-  os.rename(staged, destination)
-  shutil.rmtree(retired, ignore_errors=True)
-
-
 def ship(run_dir, destination=''):
   """Copies a run's best weights and logs, with a card written from them, to a shipped model folder.
 
@@ -322,7 +312,7 @@ def ship(run_dir, destination=''):
     for log in (CONFIG_FILE, RUN_LOG, VALIDATION_LOG):
       shutil.copy(os.path.join(run_dir, log), staged)
     utils.write_text(card, os.path.join(staged, CARD_FILE))
-    replace_folder(staged, destination)
+    utils.replace_folder(staged, destination)
   finally:
     shutil.rmtree(staged, ignore_errors=True)
   return checkpoint, destination

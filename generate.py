@@ -9,6 +9,9 @@ Evaluate on a folder of ground-truth images (PSNR/SSIM on Y, bicubic and ESPCN, 
 
 Time the network and the whole job on a 1080p frame:
   python generate.py --benchmark --size=1920x1080 --scale=3 --channels=y
+
+Export the model for OpenCV's dnn_superres, TF Serving (SavedModel) and TFLite:
+  python generate.py --export_dir=export/y_x3 --scale=3 --channels=y
 """
 import os
 import tempfile
@@ -19,6 +22,7 @@ from absl import flags
 import benchmark
 import checkpoints
 import evaluation
+import export
 import inference
 import utils
 
@@ -46,6 +50,12 @@ def define_flags():
   flags.DEFINE_integer('tile', inference.DEFAULT_TILE, 'LR tile side: an image of more than tile*tile LR '
                        'pixels goes in overlapping tiles of tile x tile, with the same result and bounded '
                        'memory.', lower_bound=1)
+  flags.DEFINE_string('export_dir', '', 'Export the model into this folder instead: ESPCN_x<scale>.pb for '
+                      "OpenCV's dnn_superres ('y' models), saved_model/ (uint8 RGB in and out) and "
+                      'espcn_<channels>_x<scale>[_float16].tflite (the network). README, "Use the model '
+                      'elsewhere".')
+  flags.DEFINE_list('export_formats', [], f'With --export_dir: which of {", ".join(export.FORMATS)} to write. '
+                    "Default: all that apply ('y' models: all three; 'rgb': no dnn_superres).")
   flags.DEFINE_enum('precision', 'float32', list(inference.PRECISIONS),
                     "'bfloat16': layer 2 (most of the work) in bfloat16; for CPUs with native "
                     'bfloat16 (AVX512-BF16, AMX): elsewhere it is emulated and slower. '
@@ -94,6 +104,12 @@ def check_inputs():
   if FLAGS.benchmark:
     benchmark.parse_size(FLAGS.size, FLAGS.scale)
     return
+  if FLAGS.export_dir:
+    unknown = sorted(set(FLAGS.export_formats) - set(export.FORMATS))
+    if unknown:
+      raise utils.InputError(f'--export_formats={",".join(unknown)}: expected {", ".join(export.FORMATS)}')
+    utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.export_dir)))
+    return
   if FLAGS.eval_dir or FLAGS.input:  # a missing folder, an empty pattern or clashing names
     check_distinct_names(utils.list_images(FLAGS.eval_dir or FLAGS.input))
   utils.ensure_writable_dir(FLAGS.output_dir)
@@ -110,6 +126,10 @@ def main(argv):
       report = benchmark.benchmark(upscaler, benchmark.parse_size(FLAGS.size, FLAGS.scale), FLAGS.runs,
                                    work_dir, float32_twin)
     print(utils.format_report(report))
+  elif FLAGS.export_dir:
+    formats = export.formats_for(FLAGS.channels, FLAGS.export_formats)
+    for path in export.export(upscaler, FLAGS.export_dir, formats):
+      print(path)
   elif FLAGS.eval_dir:
     report = evaluation.evaluate(upscaler, FLAGS.eval_dir, FLAGS.output_dir)
     print(evaluation.format_table(report['images'], report['mean']))

@@ -219,6 +219,7 @@ class Upscaler:
     self.session = session
     self.scale = scale
     self.channels = channels
+    self.output_activation = output_activation
     self.tile = tile
     self.precision = 'float32'
     self.checkpoint = None

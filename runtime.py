@@ -9,21 +9,29 @@ else does, because two of its settings are read only when TensorFlow loads:
   TF_CPP_MIN_LOG_LEVEL says, which would bury the scripts' one-line error messages. They are hidden; set
   TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own log again after the import.
 """
+import contextlib
 import os
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+  """Closes file descriptor 2 for the block: C++ libraries' notes bypass Python's sys.stderr."""
+  saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  finally:
+    os.dup2(saved_stderr, 2)
+    os.close(saved_stderr)
+    os.close(devnull)
 
 
 def _import_tensorflow_quietly():
   """tensorflow.compat.v1 in graph mode, imported with stderr closed and its logger at ERROR."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
-  saved_stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-  os.dup2(devnull, 2)
-  try:
+  with quiet_stderr():
     import tensorflow.compat.v1 as tf_v1  # pylint: disable=import-outside-toplevel
-  finally:
-    os.dup2(saved_stderr, 2)
-    os.close(saved_stderr)
-    os.close(devnull)
   tf_v1.disable_eager_execution()
   tf_v1.get_logger().setLevel('ERROR')  # no "Restoring parameters from ..." notes on stderr
   return tf_v1

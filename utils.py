@@ -8,6 +8,7 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import struct
 import sys
 
@@ -64,6 +65,16 @@ def atomic_output(path):
   finally:
     if os.path.exists(temporary):
       os.remove(temporary)
+
+
+def replace_folder(staged, destination):
+  """Puts the complete folder `staged` in place of `destination` (which may not exist yet) by renames, so
+  that a failure before this point leaves an earlier folder as it was (shipped models, exports)."""
+  retired = f'{destination}.{os.getpid()}.old'
+  if os.path.exists(destination):
+    os.rename(destination, retired)
+  os.rename(staged, destination)
+  shutil.rmtree(retired, ignore_errors=True)
 
 
 def ensure_writable_dir(directory):

@@ -1,0 +1,144 @@
+"""generate.py --export_dir: OpenCV's dnn_superres, a SavedModel and TFLite run the model without this repo
+and agree with generate.py."""
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+import checkpoints
+import export
+import inference
+import utils
+from runtime import tf
+
+SHIPPED_Y_X3 = checkpoints.shipped_model_dir('y', 3)
+
+
+@pytest.fixture(scope='module')
+def shipped_export(tmp_path_factory):
+  """The shipped y x3 model and its three exports (generate.py's export, in-process)."""
+  model = inference.Upscaler.from_checkpoint(SHIPPED_Y_X3, 3, 'y')
+  export_dir = tmp_path_factory.mktemp('export') / 'y_x3'
+  export.export(model, str(export_dir), export.formats_for('y', []))
+  yield model, export_dir
+  model.session.close()
+
+
+def photo(width, height):
+  """A crop of the sample photo (scikit-image's astronaut) of an odd size, uint8 RGB."""
+  return np.ascontiguousarray(np.asarray(utils.sample_photo())[100:100 + height, 150:150 + width])
+
+
+def dnn_superres(path, scale):
+  model = cv2.dnn_superres.DnnSuperResImpl_create()
+  model.readModel(str(path))
+  model.setModel('espcn', scale)
+  return model
+
+
+def test_every_format_is_written_for_a_y_model_and_dnn_superres_is_left_out_for_rgb(shipped_export):
+  _, export_dir = shipped_export
+  assert sorted(path.name for path in export_dir.iterdir()) == [
+      'ESPCN_x3.pb', 'espcn_y_x3.tflite', 'espcn_y_x3_float16.tflite', 'saved_model']
+  assert export.formats_for('rgb', []) == ['saved_model', 'tflite']
+
+
+def test_opencv_runs_the_export_as_the_network_on_full_range_y(shipped_export):
+  """OpenCV's raw output for full-range Y in [0, 1] is the network's output on the studio-range Y of the same
+  pixels, back in full range: the range conversion and PS's channel order are inside the exported graph."""
+  model, export_dir = shipped_export
+  dnn_superres(export_dir / 'ESPCN_x3.pb', 3)  # registers OpenCV's DepthToSpace layer
+  net = cv2.dnn.readNetFromTensorflow(str(export_dir / 'ESPCN_x3.pb'))
+  full_y = np.random.default_rng(0).uniform(size=(23, 31)).astype(np.float32)
+  net.setInput(cv2.dnn.blobFromImage(full_y))
+  opencv = net.forward()[0, 0]  # [rH, rW]
+  studio_y = (16.0 + 219.0 * full_y) / 255.0
+  expected = (255.0 * model.network(studio_y[..., None])[..., 0] - 16.0) / 219.0
+  np.testing.assert_allclose(opencv, expected, atol=2e-5)
+
+
+def test_dnn_superres_upsample_gives_generates_luminance_up_to_its_8_bit_colour_conversions(shipped_export):
+  model, export_dir = shipped_export
+  rgb = photo(61, 47)
+  opencv = cv2.cvtColor(dnn_superres(export_dir / 'ESPCN_x3.pb', 3).upsample(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)),
+                        cv2.COLOR_BGR2RGB)
+  assert opencv.shape == (141, 183, 3)
+  assert utils.psnr_y(model.upscale(rgb), opencv, 3) > 40.0
+
+
+@pytest.mark.parametrize('width,height', [(61, 47), (33, 75)])
+def test_the_saved_model_gives_generates_pixels_without_this_repo(shipped_export, tmp_path, width, height):
+  """Loaded by plain TensorFlow in a process that cannot import this repo's modules."""
+  model, export_dir = shipped_export
+  rgb = photo(width, height)
+  np.save(tmp_path / 'input.npy', rgb)
+  script = ('import sys, numpy as np, tensorflow as tf\n'
+            'assert not any("espcn" in name for name in sys.modules)\n'
+            f'serve = tf.saved_model.load({str(export_dir / "saved_model")!r}).signatures["serving_default"]\n'
+            f'image = np.load({str(tmp_path / "input.npy")!r})\n'
+            f'np.save({str(tmp_path / "output.npy")!r}, serve(image=tf.constant(image))["upscaled"].numpy())\n')
+  result = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, capture_output=True, text=True,
+                          check=False, env={'PATH': '', 'TF_CPP_MIN_LOG_LEVEL': '3'})
+  assert result.returncode == 0, result.stderr
+  served = np.load(tmp_path / 'output.npy')
+  assert served.dtype == np.uint8 and served.shape == (3 * height, 3 * width, 3)
+  assert np.abs(served.astype(int) - model.upscale(rgb)).max() <= 1
+
+
+@pytest.mark.parametrize('suffix,tolerance', [('', 2e-5), ('_float16', 2e-3)])
+def test_tflite_runs_the_network(shipped_export, suffix, tolerance):
+  model, export_dir = shipped_export
+  interpreter = tf.lite.Interpreter(str(export_dir / f'espcn_y_x3{suffix}.tflite'))
+  lr_image = np.random.default_rng(1).uniform(size=(1, 19, 26, 1)).astype(np.float32)
+  input_index = interpreter.get_input_details()[0]['index']
+  interpreter.resize_tensor_input(input_index, lr_image.shape)
+  interpreter.allocate_tensors()
+  interpreter.set_tensor(input_index, lr_image)
+  interpreter.invoke()
+  output = interpreter.get_tensor(interpreter.get_output_details()[0]['index'])
+  np.testing.assert_allclose(output[0], model.network(lr_image[0]), atol=tolerance)
+
+
+def test_a_failed_export_leaves_an_earlier_one_as_it_was(shipped_export, tmp_path, monkeypatch):
+  """A failure after the .pb is written leaves the earlier export's files, alone and unchanged."""
+  model, _ = shipped_export
+  export_dir = tmp_path / 'export'
+  export.export(model, str(export_dir), ['tflite'])
+  before = {path.name: path.read_bytes() for path in export_dir.iterdir()}
+
+  def fail(*args, **kwargs):
+    raise OSError('disk full')
+  monkeypatch.setattr(export, 'write_tflite', fail)
+  with pytest.raises(OSError):
+    export.export(model, str(export_dir), ['dnn_superres', 'tflite'])
+  assert sorted(path.name for path in tmp_path.iterdir()) == ['export']
+  assert {path.name: path.read_bytes() for path in export_dir.iterdir()} == before
+
+
+def test_an_rgb_model_asked_for_dnn_superres_is_one_error_line(tmp_path, run_script, assert_input_error):
+  result = run_script('generate.py', f'--export_dir={tmp_path / "export"}', '--scale=3', '--channels=rgb',
+                      '--export_formats=dnn_superres')
+  assert 'dnn_superres' in assert_input_error(result, '--export_formats')
+  assert not (tmp_path / 'export').exists()
+
+
+@pytest.mark.parametrize('case', ['missing checkpoint', 'unwritable folder'])
+def test_export_bad_input_is_one_error_line(tmp_path, run_script, assert_input_error, case):
+  if case == 'missing checkpoint':
+    culprit, args = tmp_path / 'no_model', [f'--checkpoint_dir={tmp_path / "no_model"}',
+                                           f'--export_dir={tmp_path / "export"}']
+  else:
+    (tmp_path / 'a_file').write_text('not a folder')
+    culprit, args = tmp_path / 'a_file', [f'--export_dir={tmp_path / "a_file" / "export"}']
+  assert_input_error(run_script('generate.py', *args, '--scale=3', '--channels=y'), culprit)
+
+
+def test_the_export_command_writes_the_files_it_prints(tmp_path, run_script):
+  result = run_script('generate.py', f'--export_dir={tmp_path / "export"}', '--scale=2', '--channels=y',
+                      '--export_formats=dnn_superres')
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines()[0] == str(tmp_path / 'export' / 'ESPCN_x2.pb')
+  graph_def = tf.GraphDef.FromString((tmp_path / 'export' / 'ESPCN_x2.pb').read_bytes())
+  assert {node.op for node in graph_def.node} >= {'Conv2D', 'BiasAdd', 'Tanh', 'DepthToSpace'}
