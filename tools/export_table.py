@@ -1,14 +1,16 @@
-"""The quality of the dnn_superres export through OpenCV, beside generate.py and OpenCV's own ESPCN files.
+"""The quality of the exports (generate.py --export_dir) beside generate.py and OpenCV's own ESPCN files.
 
 For each shipped 'y' model and each set, the mean Y-PSNR (dB, border r: generate.py's protocol) of:
-generate.py --eval_dir; OpenCV's dnn_superres running this repo's export (generate.py --export_dir); OpenCV's
-dnn_superres running the ESPCN_x<r>.pb that its documentation points to; and bicubic. OpenCV gets what a user
-of it has: the LR image as 8-bit BGR, three channels for a gray image too (cv2.imread's default).
+generate.py --eval_dir; OpenCV's dnn_superres running this repo's export; OpenCV's dnn_superres running the
+ESPCN_x<r>.pb that its documentation points to; the TFLite exports with float32 and float16 weights (the
+network's Y output, rounded to 8 bits); and bicubic. OpenCV gets what a user of it has: the LR image as 8-bit
+BGR, three channels for a gray image too (cv2.imread's default).
 
-  python -m tools.opencv_table --data_dir=../shared/data --opencv_models=../shared/models/opencv_espcn
+  python -m tools.export_table --data_dir=../shared/data --opencv_models=../shared/models/opencv_espcn
 """
 import os
 import tempfile
+import warnings
 
 import cv2
 import numpy as np
@@ -19,7 +21,9 @@ import checkpoints
 import evaluation
 import export
 import inference
+import runtime
 import utils
+from runtime import tf
 
 FLAGS = flags.FLAGS
 EVAL_SETS = ('Set5', 'Set14')
@@ -51,19 +55,46 @@ def opencv_psnr(model, eval_dir, scale):
   return float(np.mean(scores))
 
 
+def tflite_psnr(path, eval_dir, scale):
+  """Mean Y-PSNR of a TFLite export of a 'y' network: its output Y, rounded to 8 bits, against HR's Y."""
+  with warnings.catch_warnings(), runtime.quiet_stderr():  # notices: LiteRT will replace it; XNNPACK is on
+    warnings.simplefilter('ignore')
+    interpreter = tf.lite.Interpreter(path)
+  input_index = interpreter.get_input_details()[0]['index']
+  output_index = interpreter.get_output_details()[0]['index']
+  scores = []
+  for image_path in utils.list_images(eval_dir):
+    lr_image, hr_image = utils.ground_truth_pair(image_path, scale)
+    lr_y = utils.luminance(np.asarray(lr_image)).astype(np.float32)[None, ..., None] / 255.0  # [1, H, W, 1]
+    with runtime.quiet_stderr():
+      interpreter.resize_tensor_input(input_index, lr_y.shape)
+      interpreter.allocate_tensors()
+    interpreter.set_tensor(input_index, lr_y)
+    interpreter.invoke()
+    sr_y = utils.to_uint8(255.0 * interpreter.get_tensor(output_index)[0, ..., 0])
+    hr_y = utils.to_uint8(utils.luminance(np.asarray(hr_image)))
+    scores.append(utils.psnr_y(hr_y, sr_y, scale))  # 2-D images: scored as the Y they are
+  return float(np.mean(scores))
+
+
 def scores_of(channels, scale, export_dir):
   """{set: {method: mean PSNR}} for one shipped model."""
   upscaler = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(channels, scale), scale, channels)
-  exported = dnn_superres(export.export(upscaler, export_dir, ['dnn_superres'])[0], scale)
+  export.export(upscaler, export_dir, ['dnn_superres', 'tflite'])
+  opencv_export = dnn_superres(os.path.join(export_dir, f'ESPCN_x{scale}.pb'), scale)
   theirs = dnn_superres(os.path.join(FLAGS.opencv_models, f'ESPCN_x{scale}.pb'), scale)
+  tflite = {suffix: os.path.join(export_dir, f'espcn_{channels}_x{scale}{suffix}.tflite')
+            for suffix in ('', '_float16')}
   scores = {}
   for eval_set in EVAL_SETS:
     eval_dir = os.path.join(FLAGS.data_dir, eval_set)
     with tempfile.TemporaryDirectory() as images_dir:
       report = evaluation.evaluate(upscaler, eval_dir, images_dir)
     scores[eval_set] = {'generate.py': report['mean']['psnr_y'],
-                        'OpenCV, this export': opencv_psnr(exported, eval_dir, scale),
+                        'OpenCV, this export': opencv_psnr(opencv_export, eval_dir, scale),
                         "OpenCV, OpenCV's ESPCN file": opencv_psnr(theirs, eval_dir, scale),
+                        'TFLite float32 (Y)': tflite_psnr(tflite[''], eval_dir, scale),
+                        'TFLite float16 weights (Y)': tflite_psnr(tflite['_float16'], eval_dir, scale),
                         'bicubic': report['mean']['bicubic_psnr_y']}
   return scores
 
