@@ -1,7 +1,8 @@
 """Restores a trained ESPCN and upscales images, scores it against ground truth, or times it.
 
-Upscale a file, a folder or a comma-separated list (PNG out, one per input):
+Upscale a file, a folder or a comma-separated list (PNG out, one per image; H.264 .mp4 out, one per video):
   python generate.py --input=photo.jpg --output_dir=result --scale=3 --channels=rgb
+  python generate.py --input=clip.mp4 --output_dir=result --scale=3 --channels=y
 With no --input it upscales a sample photo that comes with scikit-image (astronaut, 512x512).
 
 Evaluate on a folder of ground-truth images (PSNR/SSIM on Y, bicubic and ESPCN, a table and optional JSON):
@@ -14,6 +15,7 @@ Export the model for OpenCV's dnn_superres, TF Serving (SavedModel) and TFLite:
   python generate.py --export_dir=export/y_x3 --scale=3 --channels=y
 """
 import os
+import sys
 import tempfile
 
 from absl import app
@@ -25,6 +27,7 @@ import evaluation
 import export
 import inference
 import utils
+import video
 
 FLAGS = flags.FLAGS
 
@@ -33,8 +36,16 @@ def define_flags():
   """The command line, defined only when run as a script so that tests can import this file."""
   utils.define_model_flags()
   flags.adopt_module_key_flags(utils)
-  flags.DEFINE_string('input', '', 'Image file, folder or comma-separated list to upscale. '
-                      f'Default: the sample photo skimage.data.{utils.SAMPLE_PHOTO}().')
+  flags.DEFINE_string('input', '', 'Image or video file, folder or comma-separated list to upscale (videos: '
+                      f'{", ".join(video.VIDEO_EXTENSIONS)}). Default: the sample photo '
+                      f'skimage.data.{utils.SAMPLE_PHOTO}().')
+  flags.DEFINE_integer('crf', video.DEFAULT_CRF, "Videos: libx264's constant rate factor (0: lossless, 51: "
+                       'worst; 18 looks lossless).', lower_bound=0, upper_bound=51)
+  flags.DEFINE_enum('preset', video.DEFAULT_PRESET, ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast',
+                                                    'medium', 'slow', 'slower', 'veryslow'],
+                    "Videos: libx264's preset, its speed against file size.")
+  flags.DEFINE_integer('max_frames', 0, 'Videos: upscale only the first N frames, a quick preview (0: all).',
+                       lower_bound=0)
   flags.DEFINE_string('output_dir', 'result', 'Folder for the upscaled PNGs (and the evaluation images).')
   flags.DEFINE_string('checkpoint_dir', '', 'Trained model to use. Default: the shipped model for '
                       '--scale/--channels, checkpoint/espcn_<channels>_x<scale>.')
@@ -62,17 +73,34 @@ def define_flags():
                     'docs/PERFORMANCE.md gives its PSNR change.')
 
 
+INPUT_EXTENSIONS = utils.IMAGE_EXTENSIONS + video.VIDEO_EXTENSIONS
+
+
 def upscale_files(upscaler, input_spec, output_dir):
-  """Upscales every image named by `input_spec` (or the sample photo) into output_dir/<name>_x<r>.png."""
-  if input_spec:
-    named_images = ((path, lambda path=path: utils.load_image(path))
-                    for path in utils.list_images(input_spec))
-  else:
-    named_images = [(utils.SAMPLE_PHOTO, utils.sample_photo)]
-  for name, load in named_images:
-    output = os.path.join(output_dir, f'{utils.output_stem(name)}_x{upscaler.scale}.png')
-    inference.upscale_file(upscaler, load, output)
-    print(f'{name} -> {output}')
+  """Upscales every image and video named by `input_spec` (or the sample photo) into output_dir:
+  <name>_x<r>.png for an image, <name>_x<r>.mp4 for a video."""
+  if not input_spec:
+    output = os.path.join(output_dir, f'{utils.SAMPLE_PHOTO}_x{upscaler.scale}.png')
+    inference.upscale_file(upscaler, utils.sample_photo, output)
+    print(f'{utils.SAMPLE_PHOTO} -> {output}')
+    return
+  for path in utils.list_images(input_spec, INPUT_EXTENSIONS):
+    stem = os.path.join(output_dir, f'{utils.output_stem(path)}_x{upscaler.scale}')
+    if video.is_video_file(path):
+      upscale_clip(upscaler, path, stem + '.mp4')
+    else:
+      inference.upscale_file(upscaler, lambda path=path: utils.load_image(path), stem + '.png')
+      print(f'{path} -> {stem}.png')
+
+
+def upscale_clip(upscaler, path, output):
+  """One video: its frames, seconds and frames per second on a line; a warning for frames that were lost."""
+  frames, seconds, lost = video.upscale_video(upscaler, path, output, FLAGS.crf, FLAGS.preset,
+                                              FLAGS.max_frames)
+  if lost:
+    print(f'warning: {path}: {lost} frames did not decode (a truncated file?); the {frames} that did are '
+          f'written', file=sys.stderr)
+  print(f'{path} -> {output}: {frames} frames in {seconds:.1f} s, {frames / seconds:.1f} fps')
 
 
 def check_distinct_names(paths):
@@ -110,8 +138,10 @@ def check_inputs():
       raise utils.InputError(f'--export_formats={",".join(unknown)}: expected {", ".join(export.FORMATS)}')
     utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.export_dir)))
     return
-  if FLAGS.eval_dir or FLAGS.input:  # a missing folder, an empty pattern or clashing names
-    check_distinct_names(utils.list_images(FLAGS.eval_dir or FLAGS.input))
+  if FLAGS.eval_dir:  # a missing folder, an empty pattern or clashing names
+    check_distinct_names(utils.list_images(FLAGS.eval_dir))
+  elif FLAGS.input:
+    check_distinct_names(utils.list_images(FLAGS.input, INPUT_EXTENSIONS))
   utils.ensure_writable_dir(FLAGS.output_dir)
 
 

@@ -18,7 +18,6 @@ from isal import isal_zlib
 from PIL import Image
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
-IMAGE_KINDS = ', '.join(IMAGE_EXTENSIONS[:-1]) + ' or ' + IMAGE_EXTENSIONS[-1]  # for error messages
 CHANNEL_MODES = {'rgb': 3, 'y': 1}  # --channels -> number of channels the network sees
 WORKERS = os.cpu_count() or 1
 THREADS = concurrent.futures.ThreadPoolExecutor(WORKERS)  # for NumPy and ISA-L, which release the GIL
@@ -89,29 +88,26 @@ def ensure_writable_dir(directory):
     raise InputError(f'{directory}: output folder is not writable ({error.strerror})') from None
 
 
-def is_image_file(path):
-  return path.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def list_images(spec):
+def list_images(spec, extensions=IMAGE_EXTENSIONS):
   """Image files named by `spec`: a file, a folder (sorted, non-recursive), a glob pattern such as
   `BSD200/*0.png` (sorted; how part of a folder is held out for validation without copying it), or a
-  comma-separated list of these."""
+  comma-separated list of these. In folders and patterns, only names with `extensions` count."""
+  kinds = ', '.join(extensions[:-1]) + ' or ' + extensions[-1]  # for error messages
   paths = []
   for item in (part.strip() for part in spec.split(',')):
     if not item:
       continue
     if os.path.isdir(item):
-      names = sorted(name for name in os.listdir(item) if is_image_file(name))
+      names = sorted(name for name in os.listdir(item) if name.lower().endswith(extensions))
       if not names:
-        raise InputError(f'{item}: folder has no {IMAGE_KINDS} images')
+        raise InputError(f'{item}: folder has no {kinds} files')
       paths.extend(os.path.join(item, name) for name in names)
     elif os.path.isfile(item):  # before the pattern test: a file may be named 'photo[1].png'
       paths.append(item)
     elif any(wildcard in item for wildcard in '*?['):
-      matches = sorted(path for path in glob.glob(item) if is_image_file(path))
+      matches = sorted(path for path in glob.glob(item) if path.lower().endswith(extensions))
       if not matches:
-        raise InputError(f'{item}: pattern matches no {IMAGE_KINDS} image')
+        raise InputError(f'{item}: pattern matches no {kinds} file')
       paths.extend(matches)
     else:
       raise InputError(f'{item}: no such file or folder')
@@ -177,7 +173,7 @@ def write_png(pixels, stream):
   one core, which made encoding the largest cost after the network in the end-to-end time of `generate.py
   --benchmark`. Here every row gets PNG's 'Sub' filter, and blocks of rows are deflated in parallel threads
   by ISA-L (Intel's deflate, faster than zlib at its fastest level; it releases the GIL): the
-  benchmark reports both encoders' times (README). Each block is a deflate stream of its own ended by a sync
+  benchmark reports both encoders' times (docs/PERFORMANCE.md). Each block is a deflate stream of its own ended by a sync
   flush, so that the blocks join into one valid stream (as pigz does); any PNG reader decodes it.
   """
   if pixels.dtype != np.uint8:
