@@ -12,7 +12,7 @@
     espcn_<channels>_x<scale>/          a shipped model (MODEL.md, its card, marks it): SHIPPED_MODELS
 
 A model folder is anything with a config.json and a checkpoint: a run, its best/, or a shipped model.
-tools/ship_model.py turns a run's best/ into a shipped model with ship().
+`python -m tools.ship_model` turns a run's best/ into a shipped model with ship().
 """
 import json
 import os

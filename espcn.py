@@ -40,15 +40,17 @@ def conv_layer(inputs, scope, kernel_size, in_channels, out_channels):
 
 
 def phase_shift(features, scale, channels):
-  """The periodic shuffle PS: [N, H, W, r*r*C] -> [N, r*H, r*W, C], in the blog's channel order.
+  """The periodic shuffle PS: [N, H, W, r*r*C] -> [N, r*H, r*W, C].
 
-  The channels come in C blocks of r*r, one block per colour. Within the block of colour c, channel
-  q*r + p becomes the HR pixel at row offset p and column offset q of its r x r cell:
+  The channels come in C blocks of r*r, one block per colour, as in the blog's code. Within the block of
+  colour c, channel q*r + p becomes the HR pixel at row offset p and column offset q of its r x r cell,
+  filling the cell column by column (the blog's code fills it row by row; the paper and
+  tf.nn.depth_to_space put the colour last: README, "The periodic shuffle"):
 
     output[n, r*h + p, r*w + q, c] = features[n, h, w, c*r*r + q*r + p]
 
-  This is tf.nn.depth_to_space with the channels permuted (README). Written as reshape + transpose with
-  the sizes read at run time, it needs no batch size and works for every shape.
+  Written as reshape + transpose with the sizes read at run time, it needs no batch size and works for
+  every shape.
   """
   shape = tf.shape(features)
   batch, height, width = shape[0], shape[1], shape[2]

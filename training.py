@@ -1,6 +1,6 @@
 """What a training step is made of: the training graph (network, loss, Adam) and the batches fed to it.
 
-train.py runs the loop; tools/benchmark_streaming.py times the same steps on two patch readers.
+train.py runs the loop; `python -m tools.benchmark_streaming` times the same steps on two patch readers.
 """
 import math
 from typing import NamedTuple

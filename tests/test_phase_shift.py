@@ -1,4 +1,4 @@
-"""The periodic shuffle PS, checked against an independent NumPy version of the blog's channel order.
+"""The periodic shuffle PS, checked against an independent NumPy version of its channel order.
 
 Contract (espcn.phase_shift): output[n, r*h + p, r*w + q, c] = features[n, h, w, c*r*r + q*r + p], i.e. the
 channels form C colour blocks of r*r maps and, inside a block, map q*r + p fills row offset p and column
@@ -15,7 +15,7 @@ SHAPES = [(1, 5, 7), (3, 4, 6), (2, 1, 9)]
 
 
 def periodic_shuffle_reference(features, scale, channels):
-  """The blog's PS written out with loops over colour blocks and cell offsets, in plain NumPy."""
+  """PS written out with loops over colour blocks and cell offsets, in plain NumPy."""
   batch, height, width, depth = features.shape
   assert depth == scale * scale * channels
   output = np.zeros((batch, height * scale, width * scale, channels), features.dtype)
