@@ -1,0 +1,102 @@
+"""The video job's speed against the network alone, and where the rest of its time goes.
+
+Runs, in turn in each of --rounds rounds in one process (so that a busy spell of a shared machine slows
+all of them alike): the whole job on --input (decode, reconstruction, encode, overlapped by video.py's
+threads); the network alone on the same frames; and each stage on its own: decoding, the reconstruction
+(the network plus colour conversion, bicubic chroma and merge), encoding. Reports the medians: the job's and
+the network's frames per second and their ratio, and each stage's milliseconds per frame.
+
+  python -m tools.make_clip --output=result/clip.mp4 --size=640x360 --seconds=2
+  python -m tools.benchmark_video --input=result/clip.mp4 --scale=3 --channels=y --json=result/video_bench.json
+"""
+import os
+import tempfile
+import time
+
+import numpy as np
+from absl import app
+from absl import flags
+from tqdm import tqdm
+
+import checkpoints
+import inference
+import utils
+import video
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  utils.define_model_flags()
+  flags.DEFINE_string('input', 'result/clip.mp4', 'The clip to upscale (tools.make_clip writes one).')
+  flags.DEFINE_integer('rounds', 3, 'Alternating rounds of the job and of the network alone.', lower_bound=1)
+  flags.DEFINE_enum('preset', 'veryfast', ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'],
+                    "libx264's preset for the job (generate.py --preset).")
+  flags.DEFINE_integer('crf', video.DEFAULT_CRF, "libx264's constant rate factor.", lower_bound=0, upper_bound=51)
+  flags.DEFINE_string('json', '', 'Also write the report to this JSON file.')
+
+
+def seconds_of(function):
+  start = time.perf_counter()
+  function()
+  return time.perf_counter() - start
+
+
+def decoded_frames(path):
+  decoder = video.Decoder(path)
+  try:
+    return list(decoder)
+  finally:
+    decoder.close()
+
+
+def encode(frames, rate, path):
+  """The encoder alone, on finished frames."""
+  height, width = frames[0].shape[:2]
+  encoder = video.Encoder(path, width // 2 * 2, height // 2 * 2, rate, None, FLAGS.crf, FLAGS.preset)
+  for frame in frames:
+    encoder.write(frame)
+  encoder.finish()
+
+
+@utils.exit_on_input_error
+def main(argv):
+  del argv  # Unused: everything comes from flags.
+  upscaler = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(FLAGS.channels, FLAGS.scale),
+                                                FLAGS.scale, FLAGS.channels)
+  frames = decoded_frames(FLAGS.input)
+  network_inputs = [upscaler.network_input(frame) for frame in frames]
+  rate = video.Decoder(FLAGS.input).rate
+  with tempfile.TemporaryDirectory() as work_dir:
+    output = os.path.join(work_dir, 'clip.mp4')
+    upscaled = [upscaler.upscale(frame) for frame in frames]
+    timed = {'job': lambda: video.upscale_video(upscaler, FLAGS.input, output, FLAGS.crf, FLAGS.preset),
+             'network': lambda: [upscaler.network(lr_image) for lr_image in network_inputs],
+             'decode': lambda: decoded_frames(FLAGS.input),
+             'reconstruction': lambda: [upscaler.upscale(frame) for frame in frames],
+             'encode': lambda: encode(upscaled, rate, output)}
+    timed['job']()  # warm-up: XLA compiles the merge for this frame shape
+    seconds = {name: [] for name in timed}
+    for _ in tqdm(range(FLAGS.rounds), desc='rounds', leave=False, disable=None):
+      for name, function in timed.items():
+        seconds[name].append(seconds_of(function))
+  medians = {name: float(np.median(values)) for name, values in seconds.items()}
+  count = len(frames)
+  job_fps, network_fps = count / medians['job'], count / medians['network']
+  height, width = frames[0].shape[:2]
+  report = {'input': FLAGS.input, 'size': f'{width}x{height}',
+            'output_size': f'{width * FLAGS.scale // 2 * 2}x{height * FLAGS.scale // 2 * 2}',
+            'frames': count, 'scale': FLAGS.scale, 'channels': FLAGS.channels, 'preset': FLAGS.preset,
+            'crf': FLAGS.crf, 'rounds': FLAGS.rounds, 'job_fps': job_fps, 'network_fps': network_fps,
+            'job_to_network': job_fps / network_fps}
+  report.update({f'{stage}_ms_per_frame': 1e3 * medians[stage] / count
+                 for stage in ('decode', 'network', 'reconstruction', 'encode')})
+  report['merge_ms_per_frame'] = report['reconstruction_ms_per_frame'] - report['network_ms_per_frame']
+  print(utils.format_report(report))
+  if FLAGS.json:
+    utils.write_json(report, FLAGS.json)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
