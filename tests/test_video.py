@@ -1,4 +1,5 @@
 """Video: clips made here by ffmpeg (the imageio-ffmpeg wheel's) go in, H.264 .mp4 with their sound comes out."""
+import json
 import subprocess
 import sys
 
@@ -194,3 +195,19 @@ def test_memory_does_not_grow_with_the_length_of_the_clip(tmp_path):
                              str(tmp_path / f'clip{seconds}_x3.mp4')], capture_output=True, text=True, check=True)
     peaks[seconds] = int(result.stdout.split()[-1])
   assert peaks[10] < 1.15 * peaks[2], peaks
+
+
+def test_the_clip_and_benchmark_commands_report_every_frame_of_the_clip(tmp_path, run_script):
+  """tools.make_clip writes a clip with sound; tools.benchmark_video times the job and its stages on it."""
+  clip = tmp_path / 'clip.mp4'
+  made = run_script('tools.make_clip', f'--output={clip}', '--size=48x32', '--seconds=0.4')
+  assert made.returncode == 0, made.stderr
+  meta, frames = read_clip(clip)
+  assert len(frames) == 10 and meta['size'] == (48, 32) and meta['audio_codec'] == 'aac'
+  report_path = tmp_path / 'report.json'
+  measured = run_script('tools.benchmark_video', f'--input={clip}', '--scale=3', '--channels=y', '--rounds=1',
+                        f'--json={report_path}')
+  assert measured.returncode == 0, measured.stderr
+  report = json.loads(report_path.read_text())
+  assert report['frames'] == 10 and report['output_size'] == '144x96'
+  assert all(report[f'{stage}_ms_per_frame'] > 0 for stage in ('decode', 'network', 'reconstruction', 'encode'))
