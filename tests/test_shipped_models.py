@@ -14,7 +14,6 @@ import checkpoints
 import inference
 import utils
 
-SHIPPED_MODELS = [('y', 2), ('y', 3), ('rgb', 3), ('y', 4)]  # every model in checkpoint/espcn_*
 
 
 def sample_photo_psnr(channels, scale, precision='float32'):
@@ -29,7 +28,7 @@ def sample_photo_psnr(channels, scale, precision='float32'):
   return espcn_psnr, bicubic_psnr
 
 
-@pytest.mark.parametrize('channels,scale', SHIPPED_MODELS)
+@pytest.mark.parametrize('channels,scale', checkpoints.SHIPPED_MODELS)
 def test_shipped_model_beats_bicubic_on_the_sample_photo(channels, scale):
   checkpoint_dir = checkpoints.shipped_model_dir(channels, scale)
   assert os.path.exists(os.path.join(checkpoint_dir, checkpoints.CARD_FILE)), 'every shipped model has a card'
@@ -46,4 +45,4 @@ def test_bfloat16_costs_the_shipped_x3_models_less_than_0_02_db(channels, scale)
 
 def test_every_shipped_model_folder_is_tested():
   shipped = sorted(name for name in os.listdir(checkpoints.SHIPPED_ROOT) if name.startswith('espcn_'))
-  assert shipped == sorted(f'espcn_{channels}_x{scale}' for channels, scale in SHIPPED_MODELS)
+  assert shipped == sorted(f'espcn_{channels}_x{scale}' for channels, scale in checkpoints.SHIPPED_MODELS)
