@@ -251,6 +251,7 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
       f'- The run was validated until step {last["step"]} ({last["train_seconds"] / 60:.0f} minutes of '
       f'training); no later weights scored higher.',
       f'- Machine: {runs[0]["machine"]}; TensorFlow {runs[0]["tensorflow"]}.',
+      f'- Recipe: {recipe(runs, starting_point)}',
       '',
       '## Commands',
       '',
@@ -270,6 +271,16 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
               'The training time of this model is its own plus that of the starting point.', '',
               demote_headings(starting_point), '']
   return '\n'.join(lines)
+
+
+def recipe(runs, starting_point):
+  """How to make this model again: one command when every start of the run was the same command."""
+  commands = {run['command'] for run in runs}
+  if len(commands) > 1:
+    return 'the run was started with different commands, in turn (below).'
+  if starting_point:
+    return 'the command below, after the model it started from (Starting point).'
+  return f'`{commands.pop()}`, from random initialisation (a run stopped and started again resumes).'
 
 
 def demote_headings(markdown):

@@ -3,8 +3,10 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import training
+from conftest import smooth_rgb
 from runtime import tf
 
 ADAM_BETA1 = 0.9  # tf.train.AdamOptimizer's default
@@ -46,6 +48,13 @@ def restart_runs(tmp_path_factory, training_images, train_in_process):
   return run
 
 
+@pytest.fixture(scope='module')
+def validation_folder(tmp_path_factory):
+  folder = tmp_path_factory.mktemp('validation')
+  Image.fromarray(smooth_rgb(40, 46, seed=10)).save(folder / 'val.png')
+  return folder
+
+
 def adam_beta1_power(folder, step):
   """Adam's running beta1^(t+1) in the checkpoint of `step`: how many steps its moments have seen."""
   return tf.train.load_variable(str(folder / f'espcn.ckpt-{step}'), 'beta1_power')
@@ -69,3 +78,23 @@ def test_a_run_stopped_at_a_cycle_boundary_resumes_with_the_reset(tmp_path, rest
     np.testing.assert_allclose(tf.train.load_variable(str(resumed / 'espcn.ckpt-8'), name),
                                tf.train.load_variable(str(uninterrupted / 'espcn.ckpt-8'), name),
                                rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_a_model_shipped_from_one_command_names_it_as_its_recipe(tmp_path, restart_runs, validation_folder,
+                                                                 run_script):
+  """Started twice with the same command (a resume), the card's recipe is that one command."""
+  run_dir = tmp_path / 'run'
+  flags_of_run = ['--schedule=restarts', '--steps=10', f'--val_dir={validation_folder}', '--val_every=5']
+  restart_runs(run_dir, *flags_of_run[:1], '--steps=5', *flags_of_run[2:])
+  restart_runs(run_dir, *flags_of_run)
+  shipped = run_script('tools.ship_model', f'--run_dir={run_dir}', f'--to={tmp_path / "model"}')
+  assert shipped.returncode == 0, shipped.stderr
+  card = (tmp_path / 'model' / 'MODEL.md').read_text()
+  recipe_line = next(line for line in card.splitlines() if line.startswith('- Recipe:'))
+  assert 'the run was started with different commands' in recipe_line  # --steps=5, then --steps=10
+  restart_runs(tmp_path / 'one', *flags_of_run)
+  restart_runs(tmp_path / 'one', *flags_of_run)
+  assert run_script('tools.ship_model', f'--run_dir={tmp_path / "one"}', f'--to={tmp_path / "model1"}').returncode == 0
+  card = (tmp_path / 'model1' / 'MODEL.md').read_text()
+  recipe_line = next(line for line in card.splitlines() if line.startswith('- Recipe:'))
+  assert '--schedule=restarts' in recipe_line and 'from random initialisation' in recipe_line
