@@ -7,10 +7,17 @@ needs no data set. Training is the expensive part, so checkpoints are trained on
   tiny_checkpoint    train.py's main() run in-process for any (scale, channels), 20 steps, cached
   upscaler           inference.Upscaler restored from a tiny checkpoint, cached per session
 
+Scripts run in-process too, without a TensorFlow start-up: train_in_process (train.py) and main_in_process
+(generate.py and the tools). The references the tests check the code against are here once:
+reference_luminance (BT.601 Y written out from the formula) and checkpoint_network (the network of a
+checkpoint's stored weights, built apart from inference.py).
+
 Tests that use trained_run are marked slow: run on their own they pay its two TensorFlow start-ups and
-training (about 15 s), and most of them start a script of their own on top (about 6 s each). The whole
-suite takes under two minutes on 2 cores; `-m "not slow"` leaves the in-process tests (about 30 s).
+training (about 15 s), and most of them start a script of their own on top (about 6 s each); `-m "not slow"`
+leaves them out. The whole suite took about 4 minutes on the 2 cores while a training run shared them.
 """
+import functools
+import inspect
 import subprocess
 import sys
 import types
@@ -106,11 +113,12 @@ def run_script():
   with text stdout and stderr.
 
   The scripts run from the repository root, as the README runs them (tools as modules, `python -m`);
-  tests always pass explicit output paths under tmp_path, so nothing is written into the repository.
+  tests always pass explicit output paths under tmp_path, so nothing is written into the repository. A
+  test of a script's default outputs (relative to the current folder) passes cwd=tmp_path instead.
   """
-  def run(script, *args):
+  def run(script, *args, cwd=REPO_ROOT):
     command = [str(REPO_ROOT / script)] if script.endswith('.py') else ['-m', script]
-    return subprocess.run([sys.executable, *command, *map(str, args)], cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, *command, *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=600, check=False)
   return run
 
@@ -181,6 +189,60 @@ def train_in_process():
   return run
 
 
+class _FlagsInto:
+  """Stands in for absl.flags in the modules of a script while it defines its flags: every absl function
+  that takes `flag_values` (DEFINE_*, mark_flag_as_required, adopt_module_key_flags) acts on `values`."""
+
+  def __init__(self, values):
+    self._values = values
+
+  def __getattr__(self, name):
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    function = getattr(flags, name)
+    if callable(function) and 'flag_values' in inspect.signature(function).parameters:
+      return functools.partial(function, flag_values=self._values)
+    return function
+
+
+@pytest.fixture(scope='session')
+def main_in_process():
+  """main_in_process('generate', '--flag=value', ...) or ('tools.benchmark_streaming', ...): the module's
+  define_flags() and main() in this process, in a fresh graph; returns main's return value.
+
+  generate.py, train.py and the tools define flags of the same names (--scale, --checkpoint_dir, --json),
+  which absl's one global FLAGS cannot hold together. So the flags are defined into FlagValues of their own
+  (absl.flags is swapped for _FlagsInto in the module and in utils and patches, which define flags for
+  it) and parsed from the given command line, with the script's own defaults and checks; the module's FLAGS
+  is that FlagValues while main() runs. A bad input ends main() with SystemExit, its line on stderr.
+  """
+  import importlib  # pylint: disable=import-outside-toplevel
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  import patches  # pylint: disable=import-outside-toplevel
+  import utils  # pylint: disable=import-outside-toplevel
+  from runtime import tf  # pylint: disable=import-outside-toplevel
+
+  def run(module_name, *args):
+    module = importlib.import_module(module_name)
+    values = flags.FlagValues()
+    defining = [module, utils, patches]
+    originals = [definer.flags for definer in defining]
+    for definer in defining:
+      definer.flags = _FlagsInto(values)
+    try:
+      module.define_flags()
+    finally:
+      for definer, original in zip(defining, originals):
+        definer.flags = original
+    values([module_name, *map(str, args)])
+    global_flags, module.FLAGS = module.FLAGS, values
+    try:
+      with tf.Graph().as_default():
+        return module.main([module_name])
+    finally:
+      module.FLAGS = global_flags
+  return run
+
+
 @pytest.fixture(scope='session')
 def tiny_checkpoint(tmp_path_factory, training_images, train_in_process):
   """tiny_checkpoint(scale, channels) -> a checkpoint folder trained for 20 steps, made once per session."""
@@ -211,6 +273,44 @@ def upscaler(tiny_checkpoint):
   yield restored
   for model in cache.values():
     model.session.close()
+
+
+@pytest.fixture(scope='session')
+def checkpoint_network():
+  """checkpoint_network(checkpoint, scale, output_activation, lr_array) -> float32 [rH, rW, C]: the network
+  with the weights stored in a checkpoint file, on one image [H, W, C] in [0, 1].
+
+  Built apart from inference.py and checkpoints.py: the six weights are read with tf.train.load_variable
+  and loaded into espcn.espcn's variables in a graph of its own, so a restore that reinitialises, reads
+  another checkpoint or swaps weights gives other values than this.
+  """
+  import espcn  # pylint: disable=import-outside-toplevel
+  from runtime import tf  # pylint: disable=import-outside-toplevel
+
+  def network(checkpoint, scale, output_activation, lr_array):
+    num_channels = lr_array.shape[-1]
+    with tf.Graph().as_default(), tf.Session() as session:
+      lr_images = tf.placeholder(tf.float32, [None, None, None, num_channels])
+      sr_images = espcn.espcn(lr_images, scale, num_channels, output_activation)
+      variables = tf.global_variables()
+      assert len(variables) == 6, variables  # weights and bias of three convolutions
+      for variable in variables:
+        variable.load(tf.train.load_variable(checkpoint, variable.op.name), session)
+      return session.run(sr_images, {lr_images: lr_array[None].astype(np.float32)})[0]
+  return network
+
+
+@pytest.fixture(scope='session')
+def reference_luminance():
+  """reference_luminance(pixels) -> float64 Y: ITU-R BT.601 studio range written out from the formula,
+  Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, for [..., 3] RGB; a [H, W] gray image's level as it is
+  (as the MATLAB scripts of the SR literature score gray images)."""
+  def luminance(pixels):
+    pixels = np.asarray(pixels, np.float64)
+    if pixels.ndim == 2:
+      return pixels
+    return 16.0 + (65.481 * pixels[..., 0] + 128.553 * pixels[..., 1] + 24.966 * pixels[..., 2]) / 255.0
+  return luminance
 
 
 def expected_patch_count(lr_height, lr_width, patch_size, stride):

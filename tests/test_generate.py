@@ -7,7 +7,9 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 from skimage.metrics import structural_similarity
 
+import checkpoints
 import inference
+import utils
 from conftest import smooth_rgb
 from runtime import tf
 
@@ -70,6 +72,25 @@ def test_palette_image_is_upscaled_as_its_rgb_colours(tmp_path, make_image, upsc
                                 inference.upscale_image(model, image.convert('RGB')))
 
 
+@pytest.mark.parametrize('channels', ['y', 'rgb'])
+def test_a_gray_image_comes_out_as_the_networks_gray_level_rounded(upscaler, channels):
+  """Gray in, gray out, and the pixels are the network's: 'y' runs the network on the gray level taken as Y,
+  'rgb' runs it on R = G = B and keeps the mean of its three channels; either rounded to 8 bits."""
+  model = upscaler(3, channels)
+  gray = smooth_rgb(19, 23, seed=8)[..., 1]  # uint8 [H, W]
+  level = gray.astype(np.float32)[..., None] / 255.0  # [H, W, 1] in [0, 1]
+  sr = model.network(level if channels == 'y' else np.repeat(level, 3, axis=2))  # [rH, rW, C]
+  expected = np.clip(np.rint(255.0 * sr.mean(axis=2)), 0, 255).astype(np.uint8)
+  assert 0 < expected.min() and expected.max() < 255  # nothing clipped: the rounding is what is checked
+  np.testing.assert_array_equal(model.upscale(gray), expected)
+  np.testing.assert_array_equal(inference.upscale_image(model, Image.fromarray(gray)), expected)
+  if channels == 'rgb':  # the same gray as an RGB image: its channels, each rounded, average to that gray
+    as_colour = model.upscale(np.dstack([gray] * 3)).astype(np.float64)
+    unclipped = ((0 < as_colour) & (as_colour < 255)).all(axis=2)  # (the untrained network's R, G, B differ)
+    assert unclipped.mean() > 0.8
+    assert np.abs(as_colour.mean(axis=2) - expected)[unclipped].max() <= 1.0 + 1e-9  # two roundings
+
+
 @pytest.mark.slow
 def test_generate_script_upscales_a_folder_of_mixed_images(tmp_path, make_image, run_script, trained_run):
   """The command line on a folder: one <stem>_x3.png per input, r times larger, of the right mode, and the
@@ -113,17 +134,27 @@ def test_generate_script_takes_a_comma_separated_list_with_a_y_model_at_x2(
     assert (second.size, second.mode) == ((29 * 2, 31 * 2), 'RGB')
 
 
-def reference_y(image):
-  """Y of a saved RGB image by the BT.601 formula; a gray image's level as it is."""
-  pixels = np.asarray(image, np.float64)
-  if pixels.ndim == 2:
-    return pixels
-  return 16.0 + (65.481 * pixels[..., 0] + 128.553 * pixels[..., 1] + 24.966 * pixels[..., 2]) / 255.0
+def test_generate_with_no_arguments_upscales_the_sample_photo_into_result_in_the_current_folder(
+    tmp_path, run_script):
+  """The README's first command: `python generate.py` in any folder writes result/astronaut_x3.png there,
+  the shipped rgb x3 model's upscaling of the sample photo (found beside the code, not in the folder)."""
+  result = run_script('generate.py', cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob('*')) == [
+      'result', 'result/astronaut_x3.png']
+  with Image.open(tmp_path / 'result' / 'astronaut_x3.png') as upscaled:
+    assert (upscaled.size, upscaled.mode) == ((1536, 1536), 'RGB')
+    pixels = np.asarray(upscaled)
+  model = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir('rgb', 3), 3, 'rgb')
+  try:
+    np.testing.assert_array_equal(pixels, model.upscale(np.asarray(utils.sample_photo())))
+  finally:
+    model.session.close()
 
 
 @pytest.mark.slow
 def test_evaluation_writes_the_four_images_and_a_json_report_whose_scores_check_out(
-    tmp_path, make_image, run_script, trained_run):
+    tmp_path, make_image, run_script, trained_run, reference_luminance):
   """--eval_dir: for each ground-truth image, LR/bicubic/ESPCN/HR PNGs of consistent sizes, and a JSON
   report whose PSNR/SSIM are those of the saved images (recomputed with scikit-image, border = scale)."""
   eval_dir = tmp_path / 'ground_truth'
@@ -146,45 +177,15 @@ def test_evaluation_writes_the_four_images_and_a_json_report_whose_scores_check_
     assert pictures['lr'].size == (hr_width // 3, hr_height // 3)
     for suffix in ('bicubic', 'espcn', 'hr'):
       assert pictures[suffix].size == (hr_width, hr_height)
-    hr = reference_y(pictures['hr'])[3:-3, 3:-3]
+    hr = reference_luminance(pictures['hr'])[3:-3, 3:-3]
     for method, key in (('espcn', ''), ('bicubic', 'bicubic_')):
-      test = reference_y(pictures[method])[3:-3, 3:-3]
+      test = reference_luminance(pictures[method])[3:-3, 3:-3]
       assert row[f'{key}psnr_y'] == pytest.approx(peak_signal_noise_ratio(hr, test, data_range=255), abs=0.01)
       assert row[f'{key}ssim_y'] == pytest.approx(structural_similarity(
           hr, test, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255), abs=1e-3)
   for key in ('psnr_y', 'ssim_y', 'bicubic_psnr_y', 'bicubic_ssim_y'):
     assert report['mean'][key] == pytest.approx(np.mean([row[key] for row in report['images']]))
   assert '| **mean** |' in result.stdout
-
-
-def test_benchmark_reports_every_figure(tmp_path, run_script):
-  """The benchmark's JSON has the keys README and users' scripts read, with consistent values (not times)."""
-  report_path = tmp_path / 'bench.json'
-  result = run_script('generate.py', '--benchmark', '--size=48x30', '--scale=3', '--channels=y',
-                      '--random_weights', '--runs=3', f'--json={report_path}')
-  assert result.returncode == 0, result.stderr
-  report = json.loads(report_path.read_text())
-  assert report['model_ms_min'] <= report['model_ms_median'] <= report['model_ms_max']
-  assert report['fps'] == pytest.approx(1e3 / report['model_ms_median'])
-  multiply_adds_per_pixel = 25 * 64 + 9 * 64 * 32 + 9 * 32 * 9
-  assert report['gflop_per_frame'] == pytest.approx(2 * 16 * 10 * multiply_adds_per_pixel / 1e9, abs=1e-3)
-  assert report['fraction_of_peak'] == pytest.approx(report['gflops'] / report['peak_gflops'])
-  assert report['end_to_end_ratio'] == pytest.approx(report['end_to_end_ms_median'] / report['model_ms_median'])
-  assert report['peak_gflops'] > 0 and report['end_to_end_ms_median'] > 0
-  assert report['precision'] == 'float32' and 'speedup_over_float32' not in report
-  assert report['png_bytes'] > 0 and report['pillow_png_bytes'] > 0
-  assert report['decode_ms_median'] > 0 and report['reconstruction_ms_median'] > 0
-
-
-def test_reduced_precision_benchmark_times_a_float32_twin_in_turn(tmp_path, run_script):
-  report_path = tmp_path / 'bench.json'
-  result = run_script('generate.py', '--benchmark', '--size=48x30', '--scale=3', '--channels=y',
-                      '--random_weights', '--runs=3', '--precision=bfloat16', f'--json={report_path}')
-  assert result.returncode == 0, result.stderr
-  report = json.loads(report_path.read_text())
-  assert report['precision'] == 'bfloat16'
-  assert report['speedup_over_float32'] == pytest.approx(
-      report['float32_model_ms_median'] / report['model_ms_median'])
 
 
 @pytest.mark.parametrize('channels', ['rgb', 'y'])

@@ -7,12 +7,6 @@ from skimage.metrics import structural_similarity
 import utils
 
 
-def reference_luminance(rgb):
-  """ITU-R BT.601 studio-range Y, written out from the formula: Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255."""
-  rgb = np.asarray(rgb, np.float64)
-  return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
-
-
 def crop(image, border):
   return image[border:image.shape[0] - border, border:image.shape[1] - border]
 
@@ -28,7 +22,7 @@ def degraded_pair(make_image, seed, noise):
 CASES = [(seed, noise, border) for seed, noise in [(0, 2.0), (1, 8.0), (2, 25.0)] for border in (0, 3, 4)]
 
 
-def test_luminance_is_the_bt601_studio_range_formula():
+def test_luminance_is_the_bt601_studio_range_formula(reference_luminance):
   rgb = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)
   np.testing.assert_allclose(utils.luminance(rgb), reference_luminance(rgb), atol=1e-9)
   np.testing.assert_allclose(utils.luminance(np.array([[[0, 0, 0], [255, 255, 255]]], np.uint8)),
@@ -36,7 +30,7 @@ def test_luminance_is_the_bt601_studio_range_formula():
 
 
 @pytest.mark.parametrize('seed,noise,border', CASES)
-def test_psnr_y_agrees_with_scikit_image(seed, noise, border, make_image):
+def test_psnr_y_agrees_with_scikit_image(seed, noise, border, make_image, reference_luminance):
   reference, test = degraded_pair(make_image, seed, noise)
   expected = peak_signal_noise_ratio(crop(reference_luminance(reference), border),
                                      crop(reference_luminance(test), border), data_range=255)
@@ -44,7 +38,7 @@ def test_psnr_y_agrees_with_scikit_image(seed, noise, border, make_image):
 
 
 @pytest.mark.parametrize('seed,noise,border', CASES)
-def test_ssim_y_agrees_with_scikit_image(seed, noise, border, make_image):
+def test_ssim_y_agrees_with_scikit_image(seed, noise, border, make_image, reference_luminance):
   """Wang et al.'s SSIM as scikit-image computes it with the paper's settings (Gaussian window, sigma 1.5,
   population covariance)."""
   reference, test = degraded_pair(make_image, seed, noise)

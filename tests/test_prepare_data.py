@@ -19,11 +19,6 @@ def images_dir(tmp_path, make_image):
   return folder
 
 
-def reference_luminance(rgb):
-  rgb = np.asarray(rgb, np.float64)
-  return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
-
-
 def read(path):
   with h5py.File(path, 'r') as data_file:
     return data_file['input'][:], data_file['label'][:], dict(data_file.attrs)
@@ -58,7 +53,7 @@ def test_first_patches_are_the_top_left_corner_of_the_first_image(tmp_path, imag
   np.testing.assert_array_equal(hr_patches[0], np.asarray(hr_image)[:SCALE * PATCH_SIZE, :SCALE * PATCH_SIZE])
 
 
-def test_y_patches_are_the_rounded_luminance_of_the_rgb_patches(tmp_path, images_dir):
+def test_y_patches_are_the_rounded_luminance_of_the_rgb_patches(tmp_path, images_dir, reference_luminance):
   """The 'y' file must hold Y of the very same LR/HR pixels as the 'rgb' file (BT.601, studio range)."""
   patches.prepare(str(images_dir), str(tmp_path / 'rgb.h5'), SCALE, 'rgb', PATCH_SIZE, STRIDE)
   patches.prepare(str(images_dir), str(tmp_path / 'y.h5'), SCALE, 'y', PATCH_SIZE, STRIDE)

@@ -2,6 +2,7 @@
 comparison figure shows the four versions of one evaluated image, and the streaming benchmark compares the
 two patch readers."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -57,16 +58,39 @@ def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_
     np.testing.assert_array_equal(np.asarray(hr_panel.convert('RGB')), np.asarray(hr_crop.convert('RGB')))
 
 
-def test_streaming_benchmark_trains_from_both_readers_and_refuses_a_budget_that_holds_the_file(
-    tmp_path, training_images, run_script, assert_input_error):
+def test_streaming_benchmark_reports_each_readers_speed_under_its_own_name(
+    tmp_path, training_images, main_in_process, monkeypatch):
+  """Reading a streamed batch is made to take 20 ms more: so the streamed figure is at most 16 patches per
+  20 ms, below the in-memory one, and their ratio, streamed to in memory, is below 1."""
   patch_file = tmp_path / 'patches.h5'
-  patches.prepare(str(training_images), str(patch_file), 2, 'y', 4, 2)
+  patches.prepare(str(training_images), str(patch_file), 2, 'y', 4, 2)  # 701 patches, 56,080 bytes
+  real_read = patches.StreamedPatches.read
+
+  def slow_read(reader, indices):
+    time.sleep(0.02)
+    return real_read(reader, indices)
+
+  monkeypatch.setattr(patches.StreamedPatches, 'read', slow_read)
   report_path = tmp_path / 'report.json'
-  measured = run_script('tools.benchmark_streaming', f'--data={patch_file}', '--max_memory=0.02',
-                        '--steps=5', '--rounds=2', f'--json={report_path}')
-  assert measured.returncode == 0, measured.stderr
+  main_in_process('tools.benchmark_streaming', f'--data={patch_file}', '--max_memory=0.02', '--steps=5',
+                  '--rounds=2', '--batch_size=16', f'--json={report_path}')
   report = json.loads(report_path.read_text())
+  assert {key: report[key] for key in ('data', 'max_memory_mib', 'batch_size', 'steps_per_round', 'rounds')} == {
+      'data': str(patch_file), 'max_memory_mib': 0.02, 'batch_size': 16, 'steps_per_round': 5, 'rounds': 2}
+  assert report['file_mib'] == pytest.approx(patch_file.stat().st_size / 2**20)
+  assert 0 < report['streamed_patches_per_s'] <= 16 / 0.02
+  assert report['in_memory_patches_per_s'] > report['streamed_patches_per_s']
+  assert 0 < report['streamed_to_in_memory'] < 1
   assert report['streamed_to_in_memory'] == pytest.approx(
       report['streamed_patches_per_s'] / report['in_memory_patches_per_s'])
-  assert_input_error(run_script('tools.benchmark_streaming', f'--data={patch_file}', '--max_memory=100'),
-                     patch_file.name)
+
+
+def test_streaming_benchmark_refuses_a_budget_that_holds_the_file(tmp_path, training_images, main_in_process,
+                                                                  capsys):
+  patch_file = tmp_path / 'patches.h5'
+  patches.prepare(str(training_images), str(patch_file), 2, 'y', 4, 2)
+  capsys.readouterr()  # (the preparation's progress bar)
+  with pytest.raises(SystemExit):
+    main_in_process('tools.benchmark_streaming', f'--data={patch_file}', '--max_memory=100')
+  error_lines = capsys.readouterr().err.strip().splitlines()
+  assert len(error_lines) == 1 and error_lines[0].startswith(f'error: {patch_file}: fits in --max_memory=100')

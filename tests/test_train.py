@@ -13,6 +13,7 @@ import pytest
 
 import espcn
 import inference
+from conftest import smooth_rgb
 from runtime import tf
 
 FINAL_LINE = re.compile(r'^step (\d+): loss ([0-9.]+)', re.MULTILINE)
@@ -95,18 +96,23 @@ def test_checkpoint_names_match_the_steps_they_hold(trained_run):
 
 
 @pytest.mark.slow
-def test_restoring_a_checkpoint_twice_gives_bitwise_identical_outputs(trained_run, make_image):
-  """What was saved is what comes back: two independent restores upscale an image to the same bytes."""
-  image = np.asarray(make_image(31, 27, seed=11))
-  outputs = []
-  for _ in range(2):
-    upscaler = inference.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
-    try:
-      outputs.append(upscaler.upscale(image))
-    finally:
-      upscaler.session.close()
-  assert outputs[0].shape == (27 * 3, 31 * 3, 3) and outputs[0].dtype == np.uint8
-  np.testing.assert_array_equal(outputs[0], outputs[1])
+def test_a_restored_upscaler_runs_the_network_of_the_latest_checkpoints_weights(trained_run, checkpoint_network):
+  """What was saved last is what comes back: the restored Upscaler's network and pixels are those of the
+  weights stored in espcn.ckpt-300, computed apart from inference.py, not those of espcn.ckpt-100."""
+  upscaler = inference.Upscaler.from_checkpoint(str(trained_run.checkpoint_dir), 3, 'rgb')
+  image = smooth_rgb(27, 31, seed=11)
+  lr_array = image.astype(np.float32) / 255.0
+  try:
+    restored, pixels = upscaler.network(lr_array), upscaler.upscale(image)
+  finally:
+    upscaler.session.close()
+  checkpoints = {step: str(trained_run.checkpoint_dir / f'espcn.ckpt-{step}') for step in (100, 300)}
+  assert upscaler.checkpoint == checkpoints[300]
+  latest, earlier = (checkpoint_network(checkpoints[step], 3, 'tanh', lr_array) for step in (300, 100))
+  np.testing.assert_allclose(restored, latest, atol=1e-5)
+  assert np.abs(restored - earlier).max() > 100 * 1e-5  # (so the check above tells the two apart)
+  assert pixels.shape == (27 * 3, 31 * 3, 3) and pixels.dtype == np.uint8
+  assert np.abs(pixels - np.clip(np.rint(255.0 * latest), 0, 255)).max() <= 1  # (rounding at .5 may differ)
 
 
 @pytest.mark.slow
@@ -130,9 +136,20 @@ def test_restored_weights_are_the_saved_ones(trained_run):
 
 
 @pytest.mark.parametrize('channels', ['rgb', 'y'])
-def test_in_process_training_writes_a_restorable_checkpoint_of_its_scale(tiny_checkpoint, channels):
-  """The fixtures' checkpoints come from train.py's main() run in-process; they must record their settings
-  and end at the requested step like a script run."""
-  config = json.loads((Path(tiny_checkpoint(2, channels)) / 'config.json').read_text())
+def test_in_process_training_writes_a_restorable_checkpoint_of_its_scale(
+    tiny_checkpoint, upscaler, checkpoint_network, reference_luminance, channels):
+  """The fixtures' checkpoints come from train.py's main() run in-process; they must record their settings,
+  end at the requested step like a script run, and restore into an Upscaler of their scale and channels
+  that computes the network of the stored weights."""
+  folder = tiny_checkpoint(2, channels)
+  config = json.loads((Path(folder) / 'config.json').read_text())
   assert config == {'scale': 2, 'channels': channels, 'output_activation': 'tanh'}
-  assert tf.train.latest_checkpoint(tiny_checkpoint(2, channels)).endswith('espcn.ckpt-20')
+  latest = tf.train.latest_checkpoint(folder)
+  assert latest.endswith('espcn.ckpt-20') and tf.train.load_variable(latest, 'global_step') == 20
+  image = smooth_rgb(11, 13, seed=9)
+  lr_array = (image if channels == 'rgb' else reference_luminance(image)[..., None]).astype(np.float32) / 255.0
+  model = upscaler(2, channels)
+  assert model.checkpoint == latest
+  restored = model.network(lr_array)
+  assert restored.shape == (22, 26, lr_array.shape[-1])
+  np.testing.assert_allclose(restored, checkpoint_network(latest, 2, 'tanh', lr_array), atol=1e-5)

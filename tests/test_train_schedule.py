@@ -145,21 +145,69 @@ def test_init_from_copies_the_layers_whose_shapes_agree(tmp_path, training_image
   assert tf.train.load_variable(started, 'layer3-conv3/weights').shape[-1] == 9
 
 
-@pytest.mark.parametrize('loss_border', [0, 1])
-def test_loss_border_leaves_the_padded_rim_out_of_the_loss(loss_border):
-  """Changing the HR patch only within r * loss_border pixels of its edge must not change the loss."""
+def hr_band(edge, start, stop, side):
+  """Index of the HR pixels `start` to `stop` (exclusive) in from one edge of a batch of side x side patches."""
+  band = slice(start, stop) if edge in ('top', 'left') else slice(side - stop, side - start)
+  return (slice(None), band) if edge in ('top', 'bottom') else (slice(None), slice(None), band)
+
+
+@pytest.mark.parametrize('loss_border', [0, 1, 2])
+def test_loss_border_leaves_out_exactly_the_rim_of_r_times_border_pixels_on_each_side(loss_border):
+  """Changing the HR patch within r * loss_border pixels of any of its four edges leaves the loss as it was;
+  changing the line just inside that rim, on any side, or the middle of the patch, changes it."""
+  rim, side = SCALE * loss_border, 12
   with tf.Graph().as_default():
     graph = training.build_training_graph(SCALE, 1, 'none', 1e-3, 1.0, loss_border)
     rng = np.random.default_rng(0)
-    lr_batch = rng.uniform(size=(2, 6, 6, 1)).astype(np.float32)
-    hr_batch = rng.uniform(size=(2, 12, 12, 1)).astype(np.float32)
-    hr_changed_rim = hr_batch.copy()
-    hr_changed_rim[:, :SCALE] += 0.5
+    lr_batch = rng.uniform(size=(2, side // SCALE, side // SCALE, 1)).astype(np.float32)
+    hr_batch = rng.uniform(size=(2, side, side, 1)).astype(np.float32)
     with tf.Session() as session:
       session.run(tf.global_variables_initializer())
-      losses = [session.run(graph.loss, {graph.lr_patches: lr_batch, graph.hr_patches: hr})
-                for hr in (hr_batch, hr_changed_rim)]
-  assert (losses[0] == losses[1]) == (loss_border > 0)
+
+      def loss_with_change(index):
+        hr_changed = hr_batch.copy()
+        hr_changed[index] += 0.5
+        return session.run(graph.loss, {graph.lr_patches: lr_batch, graph.hr_patches: hr_changed})
+
+      loss = session.run(graph.loss, {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch})
+      for edge in ('top', 'bottom', 'left', 'right'):
+        if rim:
+          assert loss_with_change(hr_band(edge, 0, rim, side)) == loss, f'the {edge} rim counts'
+        assert loss_with_change(hr_band(edge, rim, rim + 1, side)) != loss, f'the line in from the {edge} rim'
+      assert loss_with_change((slice(None), slice(5, 7), slice(5, 7))) != loss
+
+
+def test_epochs_train_until_that_many_passes_over_the_patches_are_done(tmp_path, training_images, train_in_process):
+  """--epochs (without --steps) is a total too: an epoch is ceil(patches / batch size) steps, the last batch
+  short; a run with a higher --epochs in the same folder goes on to its total."""
+  data, run = tmp_path / 'patches.h5', tmp_path / 'run'
+  patches.prepare(str(training_images), str(data), SCALE, 'y', 6, 4)
+  num_patches = len(patches.open_patches(str(data), patches.data_attributes(SCALE, 'y', 6, 4), 2**30))
+  assert num_patches % 10 != 0  # so that rounding the steps of an epoch down or up differ
+  steps_per_epoch = -(-num_patches // 10)
+  for epochs in (2, 3):
+    train_in_process(f'--data={data}', f'--checkpoint_dir={run}', f'--scale={SCALE}', '--channels=y',
+                     '--patch_size=6', '--stride=4', '--batch_size=10', f'--epochs={epochs}', '--save_every=5')
+    latest = tf.train.latest_checkpoint(str(run))
+    assert latest.endswith(f'espcn.ckpt-{epochs * steps_per_epoch}')
+    assert tf.train.load_variable(latest, 'global_step') == epochs * steps_per_epoch
+  runs = read_json_lines(run / 'runs.jsonl')
+  assert [(record['start_step'], record['total_steps']) for record in runs] == [
+      (0, 2 * steps_per_epoch), (2 * steps_per_epoch, 3 * steps_per_epoch)]
+
+
+def test_validation_psnr_is_the_psnr_generate_eval_dir_reports_for_the_best_weights(
+    tmp_path, scheduled_run, validation_images, main_in_process):
+  """The score that chose best/ is the score a user gets from `generate.py --eval_dir` on the same images."""
+  checkpoint_dir, _ = scheduled_run
+  best = max(read_json_lines(checkpoint_dir / 'validation.jsonl'), key=lambda record: record['val_psnr'])
+  report_path = tmp_path / 'scores.json'
+  main_in_process('generate', f'--eval_dir={validation_images}', f'--checkpoint_dir={checkpoint_dir / "best"}',
+                  f'--scale={SCALE}', '--channels=y', f'--output_dir={tmp_path / "eval"}', f'--json={report_path}')
+  report = json.loads(report_path.read_text())
+  assert report['checkpoint'].endswith(f'espcn.ckpt-{best["step"]}')
+  assert len(report['images']) == 2
+  assert round(report['mean']['psnr_y'], 4) == best['val_psnr']
 
 
 def test_a_shipped_model_card_carries_the_card_of_the_model_it_started_from(
