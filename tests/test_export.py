@@ -17,18 +17,27 @@ try:
 except ImportError:
   cv2 = None
 
-SHIPPED_Y_X3 = checkpoints.shipped_model_dir('y', 3)
 needs_opencv = pytest.mark.skipif(cv2 is None, reason='OpenCV is optional: pip install -r requirements-export.txt')
 
 
-@pytest.fixture(scope='module')
-def shipped_export(tmp_path_factory):
-  """The shipped y x3 model and its three exports (generate.py's export, in-process)."""
-  model = inference.Upscaler.from_checkpoint(SHIPPED_Y_X3, 3, 'y')
-  export_dir = tmp_path_factory.mktemp('export') / 'y_x3'
-  export.export(model, str(export_dir), export.formats_for('y', []))
+@pytest.fixture(scope='module', params=checkpoints.SHIPPED_MODELS, ids=lambda model: f'{model[0]}_x{model[1]}')
+def shipped_export(request, tmp_path_factory):
+  """Each shipped model and its exports (generate.py's export, in-process)."""
+  channels, scale = request.param
+  model = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(channels, scale), scale, channels)
+  export_dir = tmp_path_factory.mktemp('export') / f'{channels}_x{scale}'
+  export.export(model, str(export_dir), export.formats_for(channels, []))
   yield model, export_dir
   model.session.close()
+
+
+@pytest.fixture
+def y_export(shipped_export):
+  """The exports of the shipped 'y' models: those OpenCV's dnn_superres runs."""
+  model, _ = shipped_export
+  if model.channels != 'y':
+    pytest.skip("dnn_superres runs 'y' models only")
+  return shipped_export
 
 
 def photo(width, height):
@@ -44,19 +53,21 @@ def dnn_superres(path, scale):
 
 
 def test_every_format_is_written_for_a_y_model_and_dnn_superres_is_left_out_for_rgb(shipped_export):
-  _, export_dir = shipped_export
-  assert sorted(path.name for path in export_dir.iterdir()) == [
-      'ESPCN_x3.pb', 'espcn_y_x3.tflite', 'espcn_y_x3_float16.tflite', 'saved_model']
-  assert export.formats_for('rgb', []) == ['saved_model', 'tflite']
+  model, export_dir = shipped_export
+  name = f'{model.channels}_x{model.scale}'
+  opencv = [f'ESPCN_x{model.scale}.pb'] if model.channels == 'y' else []
+  assert sorted(path.name for path in export_dir.iterdir()) == sorted(
+      opencv + [f'espcn_{name}.tflite', f'espcn_{name}_float16.tflite', 'saved_model'])
 
 
 @needs_opencv
-def test_opencv_runs_the_export_as_the_network_on_full_range_y(shipped_export):
+def test_opencv_runs_the_export_as_the_network_on_full_range_y(y_export):
   """OpenCV's raw output for full-range Y in [0, 1] is the network's output on the studio-range Y of the same
   pixels, back in full range: the range conversion and PS's channel order are inside the exported graph."""
-  model, export_dir = shipped_export
-  dnn_superres(export_dir / 'ESPCN_x3.pb', 3)  # registers OpenCV's DepthToSpace layer
-  net = cv2.dnn.readNetFromTensorflow(str(export_dir / 'ESPCN_x3.pb'))
+  model, export_dir = y_export
+  path = export_dir / f'ESPCN_x{model.scale}.pb'
+  dnn_superres(path, model.scale)  # registers OpenCV's DepthToSpace layer
+  net = cv2.dnn.readNetFromTensorflow(str(path))
   full_y = np.random.default_rng(0).uniform(size=(23, 31)).astype(np.float32)
   net.setInput(cv2.dnn.blobFromImage(full_y))
   opencv = net.forward()[0, 0]  # [rH, rW]
@@ -66,39 +77,41 @@ def test_opencv_runs_the_export_as_the_network_on_full_range_y(shipped_export):
 
 
 @needs_opencv
-def test_dnn_superres_upsample_gives_generates_luminance_up_to_its_8_bit_colour_conversions(shipped_export):
-  model, export_dir = shipped_export
-  rgb = photo(61, 47)
-  opencv = cv2.cvtColor(dnn_superres(export_dir / 'ESPCN_x3.pb', 3).upsample(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)),
-                        cv2.COLOR_BGR2RGB)
-  assert opencv.shape == (141, 183, 3)
-  assert utils.psnr_y(model.upscale(rgb), opencv, 3) > 40.0
+def test_dnn_superres_upsample_gives_generates_luminance_up_to_its_8_bit_colour_conversions(y_export):
+  model, export_dir = y_export
+  rgb, scale = photo(61, 47), model.scale
+  opencv = dnn_superres(export_dir / f'ESPCN_x{scale}.pb', scale).upsample(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+  opencv = cv2.cvtColor(opencv, cv2.COLOR_BGR2RGB)
+  assert opencv.shape == (47 * scale, 61 * scale, 3)
+  assert utils.psnr_y(model.upscale(rgb), opencv, scale) > 40.0
 
 
-@pytest.mark.parametrize('width,height', [(61, 47), (33, 75)])
-def test_the_saved_model_gives_generates_pixels_without_this_repo(shipped_export, tmp_path, width, height):
-  """Loaded by plain TensorFlow in a process that cannot import this repo's modules."""
+def test_the_saved_model_gives_generates_pixels_without_this_repo(shipped_export, tmp_path):
+  """Loaded by plain TensorFlow in a process that cannot import this repo's modules, on two odd sizes."""
   model, export_dir = shipped_export
-  rgb = photo(width, height)
-  np.save(tmp_path / 'input.npy', rgb)
+  photos = {'a': photo(61, 47), 'b': photo(33, 75)}
+  for name, rgb in photos.items():
+    np.save(tmp_path / f'{name}.npy', rgb)
   script = ('import sys, numpy as np, tensorflow as tf\n'
             'assert not any("espcn" in name for name in sys.modules)\n'
             f'serve = tf.saved_model.load({str(export_dir / "saved_model")!r}).signatures["serving_default"]\n'
-            f'image = np.load({str(tmp_path / "input.npy")!r})\n'
-            f'np.save({str(tmp_path / "output.npy")!r}, serve(image=tf.constant(image))["upscaled"].numpy())\n')
-  result = subprocess.run([sys.executable, '-c', script], cwd=tmp_path, capture_output=True, text=True,
+            'for name in sys.argv[1:]:\n'
+            '  np.save(name + "_out.npy", serve(image=tf.constant(np.load(name + ".npy")))["upscaled"].numpy())\n')
+  result = subprocess.run([sys.executable, '-c', script, *photos], cwd=tmp_path, capture_output=True, text=True,
                           check=False, env={'PATH': '', 'TF_CPP_MIN_LOG_LEVEL': '3'})
   assert result.returncode == 0, result.stderr
-  served = np.load(tmp_path / 'output.npy')
-  assert served.dtype == np.uint8 and served.shape == (3 * height, 3 * width, 3)
-  assert np.abs(served.astype(int) - model.upscale(rgb)).max() <= 1
+  for name, rgb in photos.items():
+    served = np.load(tmp_path / f'{name}_out.npy')
+    assert served.dtype == np.uint8 and served.shape == (model.scale * rgb.shape[0], model.scale * rgb.shape[1], 3)
+    assert np.abs(served.astype(int) - model.upscale(rgb)).max() <= 1
 
 
 @pytest.mark.parametrize('suffix,tolerance', [('', 2e-5), ('_float16', 2e-3)])
 def test_tflite_runs_the_network(shipped_export, suffix, tolerance):
   model, export_dir = shipped_export
-  interpreter = tf.lite.Interpreter(str(export_dir / f'espcn_y_x3{suffix}.tflite'))
-  lr_image = np.random.default_rng(1).uniform(size=(1, 19, 26, 1)).astype(np.float32)
+  interpreter = tf.lite.Interpreter(str(export_dir / f'espcn_{model.channels}_x{model.scale}{suffix}.tflite'))
+  lr_image = np.random.default_rng(1).uniform(size=(1, 19, 26, model.network_input(photo(4, 4)).shape[-1]))
+  lr_image = lr_image.astype(np.float32)
   input_index = interpreter.get_input_details()[0]['index']
   interpreter.resize_tensor_input(input_index, lr_image.shape)
   interpreter.allocate_tensors()
@@ -108,9 +121,9 @@ def test_tflite_runs_the_network(shipped_export, suffix, tolerance):
   np.testing.assert_allclose(output[0], model.network(lr_image[0]), atol=tolerance)
 
 
-def test_a_failed_export_leaves_an_earlier_one_as_it_was(shipped_export, tmp_path, monkeypatch):
-  """A failure after the .pb is written leaves the earlier export's files, alone and unchanged."""
-  model, _ = shipped_export
+def test_a_failed_export_leaves_an_earlier_one_as_it_was(upscaler, tmp_path, monkeypatch):
+  """A failure after the SavedModel is written leaves the earlier export's files, alone and unchanged."""
+  model = upscaler(3, 'y')
   export_dir = tmp_path / 'export'
   export.export(model, str(export_dir), ['tflite'])
   before = {path.name: path.read_bytes() for path in export_dir.iterdir()}
@@ -119,7 +132,7 @@ def test_a_failed_export_leaves_an_earlier_one_as_it_was(shipped_export, tmp_pat
     raise OSError('disk full')
   monkeypatch.setattr(export, 'write_tflite', fail)
   with pytest.raises(OSError):
-    export.export(model, str(export_dir), ['dnn_superres', 'tflite'])
+    export.export(model, str(export_dir), ['saved_model', 'tflite'])
   assert sorted(path.name for path in tmp_path.iterdir()) == ['export']
   assert {path.name: path.read_bytes() for path in export_dir.iterdir()} == before
 
