@@ -11,13 +11,12 @@ the network's frames per second and their ratio, and each stage's milliseconds p
 """
 import os
 import tempfile
-import time
 
 import numpy as np
 from absl import app
 from absl import flags
-from tqdm import tqdm
 
+import benchmark
 import checkpoints
 import inference
 import utils
@@ -34,12 +33,6 @@ def define_flags():
                     "libx264's preset for the job (generate.py --preset).")
   flags.DEFINE_integer('crf', video.DEFAULT_CRF, "libx264's constant rate factor.", lower_bound=0, upper_bound=51)
   flags.DEFINE_string('json', '', 'Also write the report to this JSON file.')
-
-
-def seconds_of(function):
-  start = time.perf_counter()
-  function()
-  return time.perf_counter() - start
 
 
 def decoded_frames(path):
@@ -75,12 +68,8 @@ def main(argv):
              'decode': lambda: decoded_frames(FLAGS.input),
              'reconstruction': lambda: [upscaler.upscale(frame) for frame in frames],
              'encode': lambda: encode(upscaled, rate, output)}
-    timed['job']()  # warm-up: XLA compiles the merge for this frame shape
-    seconds = {name: [] for name in timed}
-    for _ in tqdm(range(FLAGS.rounds), desc='rounds', leave=False, disable=None):
-      for name, function in timed.items():
-        seconds[name].append(seconds_of(function))
-  medians = {name: float(np.median(values)) for name, values in seconds.items()}
+    seconds = benchmark.time_runs(list(timed.values()), FLAGS.rounds, warmup=1)  # warm-up: XLA compiles
+  medians = {name: float(np.median(values)) for name, values in zip(timed, seconds)}
   count = len(frames)
   job_fps, network_fps = count / medians['job'], count / medians['network']
   height, width = frames[0].shape[:2]
