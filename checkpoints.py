@@ -7,13 +7,22 @@
       checkpoint, espcn.ckpt-STEP.*     tf.train.Saver's state file and the two latest checkpoints
       runs.jsonl                        one line per start or resume: command, every flag's value, machine
       validation.jsonl                  one line per validation (--val_dir)
+      events.out.tfevents.*             TensorBoard's events: loss, learning rate, validation (one per start)
       best/                             the best validated weights, a model folder of their own
       STARTING_POINT.md                 --init_from: whose weights it started from
     espcn_<channels>_x<scale>/          a shipped model (MODEL.md, its card, marks it): SHIPPED_MODELS
 
 A model folder is anything with a config.json and a checkpoint: a run, its best/, or a shipped model.
 `python -m tools.ship_model` turns a run's best/ into a shipped model with ship().
+
+A run folder stays restorable whenever its process dies, even by SIGKILL in the middle of a save:
+tf.train.Saver writes each checkpoint file to a temporary name and renames it when complete, then names
+the new checkpoint in its state file (`checkpoint`, also written to a temporary file and renamed), and only
+then deletes the oldest. So the state file only ever names complete checkpoints, and the next run resumes
+from the last one it names (remove_partial_saves tidies what a killed save left). Logs are appended a
+whole line at a time, and a line cut short by a kill is dropped (append_record, read_json_lines).
 """
+import glob
 import json
 import os
 import platform
@@ -146,24 +155,54 @@ def command_line(options):
   return ' '.join(['python', 'train.py', *map(shlex.quote, given)])
 
 
+def remove_partial_saves(run_dir):
+  """Deletes what saves cut short by a kill left in a run folder and its best/: the temporary files of
+  tf.train.Saver (checkpoint files, state file, meta graph) and of utils.atomic_output. No complete
+  checkpoint is touched, and the state file never names these."""
+  for folder in (run_dir, best_dir(run_dir)):
+    for pattern in ('*.tempstate*', 'checkpoint.tmp*', '*.meta.tmp*', '*.[0-9]*.tmp'):
+      for path in glob.glob(os.path.join(glob.escape(folder), pattern)):
+        os.remove(path)
+
+
+def append_record(record, path):
+  """Appends a JSON record as one line to a log, first cutting off a last line that a kill left unfinished
+  (it would otherwise glue onto this record and corrupt both)."""
+  if os.path.exists(path):
+    with open(path, 'rb+') as stream:
+      content = stream.read()
+      if content and not content.endswith(b'\n'):
+        stream.truncate(content.rfind(b'\n') + 1)
+  utils.append_json_line(record, path)
+
+
 def log_run(run_dir, step, total_steps, options):
   """Appends who ran what, with which flags, where and from which step to runs.jsonl (a line per start)."""
-  utils.append_json_line({'command': command_line(options), 'flags': flag_values(options),
-                          'started': time.strftime('%Y-%m-%d %H:%M:%S %Z'), 'start_step': int(step),
-                          'total_steps': int(total_steps), 'machine': machine_description(),
-                          'tensorflow': tf.__version__},
-                         os.path.join(run_dir, RUN_LOG))
+  append_record({'command': command_line(options), 'flags': flag_values(options),
+                 'started': time.strftime('%Y-%m-%d %H:%M:%S %Z'), 'start_step': int(step),
+                 'total_steps': int(total_steps), 'machine': machine_description(),
+                 'tensorflow': tf.__version__},
+                os.path.join(run_dir, RUN_LOG))
 
 
 def log_validation(run_dir, record):
-  utils.append_json_line(record, os.path.join(run_dir, VALIDATION_LOG))
+  append_record(record, os.path.join(run_dir, VALIDATION_LOG))
 
 
 def read_json_lines(path):
-  """The records of a JSON-lines log, or an InputError if there is no such log or an empty one."""
+  """The records of a JSON-lines log, or an InputError if there is no such log or an empty one.
+
+  A last line without its newline that is not valid JSON is a write that a kill cut short: it is left out.
+  """
   try:
     with open(path) as stream:
-      records = [json.loads(line) for line in stream if line.strip()]
+      lines = stream.read().split('\n')  # the last item: '' after a complete line, else an unfinished one
+    records = [json.loads(line) for line in lines[:-1] if line.strip()]
+    if lines[-1].strip():
+      try:
+        records.append(json.loads(lines[-1]))
+      except ValueError:
+        pass  # cut short by a kill
   except (OSError, ValueError) as error:
     raise utils.InputError(f'{path}: not a readable train.py log ({error})') from None
   if not records:
@@ -171,14 +210,26 @@ def read_json_lines(path):
   return records
 
 
+def validation_history(records):
+  """The validations of the weights a run ended with: a run resumed from a checkpoint before some of its
+  validations (after a kill or a non-finite loss) validated those steps again, and the later records win."""
+  history = []
+  for record in records:
+    while history and history[-1]['step'] >= record['step']:
+      history.pop()
+    history.append(record)
+  return history
+
+
 def best_dir(run_dir):
   return os.path.join(run_dir, BEST_DIR)
 
 
 def copy_logs_to_best(run_dir):
-  """best/ is a model folder of its own: it carries the run's config and run log."""
+  """best/ is a model folder of its own: it carries the run's config and run log (each copied whole)."""
   for log in (CONFIG_FILE, RUN_LOG):
-    shutil.copy(os.path.join(run_dir, log), best_dir(run_dir))
+    with utils.atomic_output(os.path.join(best_dir(run_dir), log)) as temporary:
+      shutil.copy(os.path.join(run_dir, log), temporary)
 
 
 def write_starting_point(run_dir, model_dir, checkpoint, variable_names):
@@ -313,7 +364,8 @@ def ship(run_dir, destination=''):
     raise utils.InputError(f'{destination}: exists and is not a shipped model; not overwriting it')
   checkpoint_name = os.path.basename(checkpoint)
   card = model_card(run_dir, config, checkpoint_name, read_json_lines(os.path.join(run_dir, RUN_LOG)),
-                    read_json_lines(os.path.join(run_dir, VALIDATION_LOG)), read_starting_point(run_dir))
+                    validation_history(read_json_lines(os.path.join(run_dir, VALIDATION_LOG))),
+                    read_starting_point(run_dir))
   staged = f'{destination}.{os.getpid()}.tmp'
   os.makedirs(staged)
   try:

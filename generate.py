@@ -3,7 +3,10 @@
 Upscale a file, a folder or a comma-separated list (PNG out, one per image; H.264 .mp4 out, one per video):
   python generate.py --input=photo.jpg --output_dir=result --scale=3 --channels=rgb
   python generate.py --input=clip.mp4 --output_dir=result --scale=3 --channels=y
-With no --input it upscales a sample photo that comes with scikit-image (astronaut, 512x512).
+With no --input it upscales a sample photo that comes with scikit-image (astronaut, 512x512). Photos come
+out upright (EXIF orientation) with their ICC colour profile. Of several inputs, one that cannot be read is
+skipped with a line saying why, the others are written, and the run ends 'N written, M failed' (exit 1 if
+any failed); a single input that cannot be read is an error.
 
 Evaluate on a folder of ground-truth images (PSNR/SSIM on Y, bicubic and ESPCN, a table and optional JSON):
   python generate.py --eval_dir=../shared/data/Set5 --scale=3 --channels=y --json=result/set5_x3.json
@@ -78,19 +81,40 @@ INPUT_EXTENSIONS = utils.IMAGE_EXTENSIONS + video.VIDEO_EXTENSIONS
 
 def upscale_files(upscaler, input_spec, output_dir):
   """Upscales every image and video named by `input_spec` (or the sample photo) into output_dir:
-  <name>_x<r>.png for an image, <name>_x<r>.mp4 for a video."""
+  <name>_x<r>.png for an image, <name>_x<r>.mp4 for a video. Returns (written, failed): how many of each.
+
+  One input that cannot be read (utils.InputError: corrupt, truncated, 16-bit, too large, not readable)
+  ends the run with its error line. Of several (a folder, a pattern, a list), each such one is skipped
+  with a line naming it and why, as prepare_data.py skips them, and the others are written: one bad file
+  among a camera's hundreds does not cost the rest. main() counts both and fails the run if any failed.
+  """
   if not input_spec:
     output = os.path.join(output_dir, f'{utils.SAMPLE_PHOTO}_x{upscaler.scale}.png')
     inference.upscale_file(upscaler, utils.sample_photo, output)
     print(f'{utils.SAMPLE_PHOTO} -> {output}')
-    return
-  for path in utils.list_images(input_spec, INPUT_EXTENSIONS):
-    stem = os.path.join(output_dir, f'{utils.output_stem(path)}_x{upscaler.scale}')
-    if video.is_video_file(path):
-      upscale_clip(upscaler, path, stem + '.mp4')
-    else:
-      inference.upscale_file(upscaler, lambda path=path: utils.load_image(path), stem + '.png')
-      print(f'{path} -> {stem}.png')
+    return 1, 0
+  paths = utils.list_images(input_spec, INPUT_EXTENSIONS)
+  if len(paths) == 1:
+    upscale_input(upscaler, paths[0], output_dir)
+    return 1, 0
+  failed = 0
+  for path in paths:
+    try:
+      upscale_input(upscaler, path, output_dir)
+    except utils.InputError as error:
+      print(f'skipped: {error}', file=sys.stderr)
+      failed += 1
+  return len(paths) - failed, failed
+
+
+def upscale_input(upscaler, path, output_dir):
+  """One image or video into output_dir, and its line."""
+  stem = os.path.join(output_dir, f'{utils.output_stem(path)}_x{upscaler.scale}')
+  if video.is_video_file(path):
+    upscale_clip(upscaler, path, stem + '.mp4')
+  else:
+    inference.upscale_file(upscaler, lambda: utils.load_image(path), stem + '.png')
+    print(f'{path} -> {stem}.png')
 
 
 def upscale_clip(upscaler, path, output):
@@ -150,6 +174,7 @@ def main(argv):
   del argv  # Unused: everything comes from flags.
   check_inputs()
   upscaler = make_upscaler(FLAGS.precision)
+  written = failed = 0  # inputs upscaled, and skipped as unreadable
   if FLAGS.benchmark:
     float32_twin = make_upscaler('float32') if FLAGS.precision != 'float32' else None
     with tempfile.TemporaryDirectory() as work_dir:
@@ -164,10 +189,14 @@ def main(argv):
     report = evaluation.evaluate(upscaler, FLAGS.eval_dir, FLAGS.output_dir)
     print(evaluation.format_table(report['images'], report['mean']))
   else:
-    upscale_files(upscaler, FLAGS.input, FLAGS.output_dir)
+    written, failed = upscale_files(upscaler, FLAGS.input, FLAGS.output_dir)
   print(f'checkpoint: {upscaler.checkpoint}')  # after the job: an input error ends the run with one line
   if FLAGS.json:
     utils.write_json(report, FLAGS.json)
+  if written + failed > 1:  # several inputs: the count comes last
+    print(f'{written} written, {failed} failed')
+  if failed:
+    sys.exit(1)
 
 
 if __name__ == '__main__':

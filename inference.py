@@ -297,6 +297,13 @@ class Upscaler:
   def _reconstruct(self, window):
     """uint8 [h, w, 3] or [h, w] -> uint8 [rh, rw, 3] or [rh, rw]."""
     if window.ndim == 3:
+      height, width = window.shape[:2]
+      if self.channels == 'y' and min(height, width) < BICUBIC_RADIUS:
+        # The chroma's mirrored border (tf.pad SYMMETRIC) can be at most as wide as the image: a side of
+        # one pixel (a 1x1 photo, a 1-pixel strip) is doubled, its mirror image, and the result cropped back.
+        doubled = np.pad(window, [(0, max(0, BICUBIC_RADIUS - height)), (0, max(0, BICUBIC_RADIUS - width)),
+                                  (0, 0)], mode='edge')
+        return self._reconstruct(doubled)[:height * self.scale, :width * self.scale]
       return self.session.run(self.sr_pixels, {self.lr_pixels: window})
     sr = self.network(self.network_input(window))  # [rh, rw, C]
     return utils.to_uint8(255.0 * sr.mean(axis=2))  # 'y': the one channel; 'rgb': the mean of R, G, B
@@ -330,5 +337,8 @@ def upscale_image(upscaler, image):
 
 
 def upscale_file(upscaler, load, output):
-  """Decode (`load()`), colour handling and network, PNG encoding: the whole job for one image."""
-  utils.save_png(upscale_image(upscaler, load()), output)
+  """Decode (`load()`), colour handling and network, PNG encoding: the whole job for one image. The
+  image's ICC colour profile, if it has one, goes into the PNG (utils.write_png): the pixels keep the
+  colour space they were in, so a viewer shows the upscaled photo in the colours of the original."""
+  image = load()
+  utils.save_png(upscale_image(upscaler, image), output, image.info.get('icc_profile'))

@@ -11,6 +11,7 @@ else does, because two of its settings are read only when TensorFlow loads:
 """
 import contextlib
 import os
+import sys
 
 
 @contextlib.contextmanager
@@ -30,8 +31,12 @@ def _import_tensorflow_quietly():
   """tensorflow.compat.v1 in graph mode, imported with stderr closed and its logger at ERROR."""
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   os.environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')
-  with quiet_stderr():
-    import tensorflow.compat.v1 as tf_v1  # pylint: disable=import-outside-toplevel
+  try:
+    with quiet_stderr():
+      import tensorflow.compat.v1 as tf_v1  # pylint: disable=import-outside-toplevel
+  except KeyboardInterrupt:  # Ctrl-C in the seconds TensorFlow takes to load: one line, not its import stack
+    print('interrupted by SIGINT', file=sys.stderr)
+    sys.exit(130)
   tf_v1.disable_eager_execution()
   tf_v1.get_logger().setLevel('ERROR')  # no "Restoring parameters from ..." notes on stderr
   return tf_v1

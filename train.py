@@ -6,15 +6,25 @@ run sees the same order as an uninterrupted one). If --data does not exist yet i
 continues its step count; --epochs/--steps give the total to reach, not the number to add.
 
   python train.py --images_dir=../shared/data/T91 --scale=3 --channels=rgb --epochs=100
+
+Ctrl-C or SIGTERM saves the step being trained and prints the command that resumes exactly there; SIGKILL
+(or the out-of-memory killer) loses the steps since the last save but leaves the folder restorable
+(checkpoints.py). A loss or weights that stop being finite end the run without saving them, the last good
+checkpoint kept.
+The run folder also receives TensorBoard's events (`tensorboard --logdir=checkpoint`): see Summaries.
 """
 import collections
 import contextlib
+import io
 import math
 import os
+import signal
 import time
 
+import numpy as np
 from absl import app
 from absl import flags
+from PIL import Image
 from tqdm import tqdm
 
 import checkpoints
@@ -47,8 +57,11 @@ def define_flags():
                        lower_bound=1)
   flags.DEFINE_integer('steps', 0, 'If > 0: train until this many steps are done, instead of --epochs.',
                        lower_bound=0)
-  flags.DEFINE_integer('save_every', 1000, 'Save a checkpoint every this many steps (and at the end).',
-                       lower_bound=1)
+  flags.DEFINE_integer('save_every', 1000, 'Save a checkpoint every this many steps (and at the end, and '
+                       'on Ctrl-C or SIGTERM).', lower_bound=1)
+  flags.DEFINE_integer('summary_every', 200, 'Steps between the training loss and learning-rate summaries '
+                       'written for TensorBoard into --checkpoint_dir (validations write theirs at each '
+                       '--val_every).', lower_bound=1)
   flags.DEFINE_integer('seed', 0, 'Seed of the weight initialisation, the patch order and the augmentation.')
   flags.DEFINE_float('max_memory', 4096, 'MiB of patches to hold in memory: a larger --data file is '
                      'streamed from disk in shuffled blocks of chunks.', lower_bound=0)
@@ -101,12 +114,17 @@ class Trainer:
                                        config['output_activation'])
     self.segment_started = time.time()
     self.seconds_before = 0.0
+    self.checked_step = None  # the last step whose weights check_finite found finite
 
   def restore_or_initialize(self):
     """Restores the latest checkpoint (weights, Adam, step, learning rate, best score) or starts afresh."""
+    checkpoints.remove_partial_saves(self.checkpoint_dir)
     latest = tf.train.latest_checkpoint(self.checkpoint_dir)
     if latest:
       self.saver.restore(self.session, latest)
+      for saver, folder in ((self.saver, self.checkpoint_dir),
+                            (self.best_saver, checkpoints.best_dir(self.checkpoint_dir))):
+        keep_counting(saver, folder)
     else:
       self.session.run(tf.global_variables_initializer())
       if self.options.init_from:
@@ -136,12 +154,53 @@ class Trainer:
     tqdm.write(f'initialised {", ".join(names)} from {checkpoint}')
     checkpoints.write_starting_point(self.checkpoint_dir, model_dir, checkpoint, names)
 
-  def save(self, step):
-    self.graph.train_seconds.load(self.seconds_before + time.time() - self.segment_started, self.session)
-    self.saver.save(self.session, os.path.join(self.checkpoint_dir, checkpoints.CHECKPOINT_PREFIX),
-                    global_step=step)
+  def lower_learning_rate(self, step):
+    """On resuming (--schedule=plateau), a --learning_rate given lower than the restored rate replaces it,
+    with a patience of its own: how a run stopped by a non-finite loss goes on. Rerunning the same command
+    keeps the restored rate, which the plateaus may have decayed below --learning_rate. (With
+    --schedule=restarts, --learning_rate sets the cycles' rate anyway.)"""
+    options, graph, session = self.options, self.graph, self.session
+    restored = session.run(graph.learning_rate).item()
+    if (options.schedule == 'plateau' and options['learning_rate'].present
+        and options.learning_rate < restored * (1 - 1e-6)):  # (float32 rounding of the same rate)
+      graph.learning_rate.load(options.learning_rate, session)
+      graph.decay_step.load(step, session)
+      print(f'learning rate {restored:.3g} lowered to {options.learning_rate:.3g} (--learning_rate)')
 
-  def validate_and_schedule(self, step, val_pairs):
+  def check_finite(self, step, lr_batch, hr_batch):
+    """Stops the run before weights that are no longer finite are validated or saved.
+
+    A step's fetched loss was computed before its update, so the updated weights are checked here: they,
+    Adam's moments and the loss they give on the step's batch must be finite. Checked at most once a step.
+    """
+    if step == self.checked_step:
+      return
+    all_finite, loss = self.session.run([self.graph.all_finite, self.graph.loss],
+                                        {self.graph.lr_patches: lr_batch, self.graph.hr_patches: hr_batch})
+    if not all_finite:
+      raise utils.InputError(self.divergence(step, 'the weights are no longer finite'))
+    if not np.isfinite(loss):
+      raise utils.InputError(self.divergence(step, f'the updated weights give a loss of {loss}'))
+    self.checked_step = step
+
+  def divergence(self, step, problem):
+    """The line that ends a run whose loss or weights are no longer finite; nothing of them is saved."""
+    options = self.options
+    rate = (options.learning_rate if options.schedule == 'restarts'
+            else self.session.run(self.graph.learning_rate).item())
+    latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+    if latest is None:
+      return f'step {step}: {problem}; no checkpoint was saved: start again with a --learning_rate below {rate:.3g}'
+    return (f'step {step}: {problem}; the last good checkpoint is {latest}: resume from it with a '
+            f'--learning_rate below {rate:.3g}')
+
+  def save(self, step):
+    """Saves the step's checkpoint; returns its path."""
+    self.graph.train_seconds.load(self.seconds_before + time.time() - self.segment_started, self.session)
+    return self.saver.save(self.session, os.path.join(self.checkpoint_dir, checkpoints.CHECKPOINT_PREFIX),
+                           global_step=step)
+
+  def validate_and_schedule(self, step, val_pairs, summaries):
     """Scores the weights, keeps the best ones in best/, and decays the learning rate on a plateau.
 
     Any gain makes new best weights; only a gain of --min_improvement restarts the patience, so that a
@@ -168,6 +227,7 @@ class Trainer:
               'learning_rate': float(f'{rate:.6g}'),
               'train_seconds': round(self.seconds_before + time.time() - self.segment_started)}
     checkpoints.log_validation(self.checkpoint_dir, record)
+    summaries.add_validation(step, val_psnr, self.upscaler.upscale(val_pairs[0][0]))
     tqdm.write(f'step {step}: validation PSNR {val_psnr:.3f} dB (best {best_psnr:.3f}), '
                f'learning rate {rate:.2g}')
     return not (plateau and below_minimum(rate, options.min_learning_rate))
@@ -177,6 +237,148 @@ class Trainer:
     os.makedirs(best_dir, exist_ok=True)
     self.best_saver.save(self.session, os.path.join(best_dir, checkpoints.CHECKPOINT_PREFIX), global_step=step)
     checkpoints.copy_logs_to_best(self.checkpoint_dir)
+
+
+def keep_counting(saver, folder):
+  """Hands a Saver the checkpoints that an earlier run saved in `folder`, so that its max_to_keep counts
+  them too: otherwise every resume would leave the last checkpoints of the run before it behind for ever."""
+  state = tf.train.get_checkpoint_state(folder)
+  if state is not None:
+    saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
+
+
+class InterruptRequest:
+  """SIGINT (Ctrl-C) and SIGTERM during the training loop: noted here, acted on between steps.
+
+  An exception raised wherever the signal lands could cut a save or a validation in half; instead the loop
+  finishes the step (and its validation), saves it and stops. A second signal raises at once, as usual, for
+  a loop that seems stuck (what was saved stays restorable). A signal ignored when the run started (a
+  background job's SIGINT) stays ignored.
+  """
+
+  def __init__(self):
+    self.signal_number = None
+    self.previous_handlers = {}
+
+  def __enter__(self):
+    for number in (signal.SIGINT, signal.SIGTERM):
+      if signal.getsignal(number) is not signal.SIG_IGN:
+        self.previous_handlers[number] = signal.signal(number, self.note)
+    return self
+
+  def __exit__(self, *exception):
+    for number, handler in self.previous_handlers.items():
+      signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+  def note(self, signal_number, frame):
+    del frame  # Unused: a signal handler's signature.
+    if self.signal_number is not None:
+      raise self.exception('', signal_number)
+    self.signal_number = signal_number
+
+  def exception(self, message, signal_number=None):
+    """What utils.exit_on_input_error turns into `message` and exit code 130 (SIGINT) or 143 (SIGTERM)."""
+    number = self.signal_number if signal_number is None else signal_number
+    return utils.Terminated(message) if number == signal.SIGTERM else KeyboardInterrupt(message)
+
+
+SUMMARY_CROP = 96  # HR pixels a side of the validation crop shown in TensorBoard (a multiple of 2, 3 and 4)
+
+
+class Summaries:
+  """TensorBoard's view of the run: event files in the run folder (`tensorboard --logdir=checkpoint`).
+
+  Every --summary_every steps: 'loss', the mean training loss of the steps since the last one, and
+  'learning_rate'. At each validation: 'validation/psnr' and 'validation/bicubic_psnr' (bicubic's on the
+  same images, a reference line), and one crop of the first validation image, where bicubic misses most,
+  as 'validation/bicubic', 'validation/espcn' and 'validation/hr' images, to watch the network sharpen.
+
+  Events wait in memory until the checkpoint of their step is saved (write_pending): the event files never
+  run ahead of the checkpoints, so a run that resumes from its latest checkpoint (after an interrupt, a kill
+  or a non-finite loss) appends later steps only, never a step again. Each start writes a file of its own,
+  named after its first step as well as the second (TensorFlow's name alone would let a run resumed within
+  the same second overwrite the last one's file); TensorBoard reads them all, in the order of their names.
+  """
+
+  def __init__(self, run_dir, first_step, val_pairs, scale):
+    self.run_dir, self.first_step = run_dir, first_step
+    self.writer = None  # opened with the first events to write: a run with nothing to train writes no file
+    self.pending = []  # (step, tf.Summary)
+    self.loss_sum, self.loss_steps = 0.0, 0
+    if val_pairs:
+      lr, hr = val_pairs[0]
+      bicubic = bicubic_upscale(lr, hr.shape)
+      self.crop = detail_crop(hr, bicubic, scale)
+      self.reference_images = {'validation/bicubic': bicubic[self.crop], 'validation/hr': hr[self.crop]}
+      self.bicubic_psnr = float(np.mean([utils.psnr_y(hr, bicubic_upscale(lr, hr.shape), scale)
+                                         for lr, hr in val_pairs]))
+
+  def add_loss(self, batch_loss):
+    self.loss_sum += float(batch_loss)
+    self.loss_steps += 1
+
+  def add_training(self, step, rate):
+    """'loss' (the mean since the last summary) and 'learning_rate' at `step`."""
+    self.pending.append((step, tf.Summary(value=[
+        tf.Summary.Value(tag='loss', simple_value=self.loss_sum / self.loss_steps),
+        tf.Summary.Value(tag='learning_rate', simple_value=rate)])))
+    self.loss_sum, self.loss_steps = 0.0, 0
+
+  def add_validation(self, step, val_psnr, espcn_image):
+    """The scores and the crop's images of a validation; `espcn_image` is the first image upscaled."""
+    images = dict(self.reference_images, **{'validation/espcn': espcn_image[self.crop]})
+    self.pending.append((step, tf.Summary(value=[
+        tf.Summary.Value(tag='validation/psnr', simple_value=val_psnr),
+        tf.Summary.Value(tag='validation/bicubic_psnr', simple_value=self.bicubic_psnr),
+        *(image_summary(tag, images[tag]) for tag in ('validation/bicubic', 'validation/espcn',
+                                                      'validation/hr'))])))
+
+  def write_pending(self):
+    """Writes the events waiting for a checkpoint; call after each save."""
+    if not self.pending:
+      return
+    if self.writer is None:
+      self.writer = tf.summary.FileWriter(self.run_dir,
+                                          filename_suffix=f'.{self.first_step:010d}.{os.getpid()}')
+    for step, summary in self.pending:
+      self.writer.add_summary(summary, step)
+    self.writer.flush()
+    self.pending = []
+
+  def close(self):
+    """Closes the event file; events of steps after the last save are dropped, as the steps are."""
+    if self.writer is not None:
+      self.writer.close()
+
+
+def bicubic_upscale(lr, hr_shape):
+  """The bicubic baseline of an LR array at the size of its HR image (as evaluation.py makes it)."""
+  return np.asarray(utils.bicubic_resize(Image.fromarray(lr), (hr_shape[1], hr_shape[0])))
+
+
+def detail_crop(hr, bicubic, scale, size=SUMMARY_CROP):
+  """The (rows, columns) slices of the size x size HR window (smaller for a smaller image), on the grid of
+  r pixels, where bicubic's Y error is largest: where the network has the most detail to restore."""
+  height, width = hr.shape[:2]
+  crop_height, crop_width = (min(size, side - side % scale) for side in (height, width))
+  error = (utils.luminance(hr) - utils.luminance(bicubic)) ** 2
+  integral = np.pad(error.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # integral[i, j]: the sum of error[:i, :j]
+  tops = np.arange(0, height - crop_height + 1, scale)[:, None]
+  lefts = np.arange(0, width - crop_width + 1, scale)[None, :]
+  window_sums = (integral[tops + crop_height, lefts + crop_width] - integral[tops, lefts + crop_width]
+                 - integral[tops + crop_height, lefts] + integral[tops, lefts])
+  row, column = np.unravel_index(np.argmax(window_sums), window_sums.shape)
+  top, left = tops[row, 0], lefts[0, column]
+  return slice(top, top + crop_height), slice(left, left + crop_width)
+
+
+def image_summary(tag, pixels):
+  """A TensorBoard image of uint8 [H, W] (gray) or [H, W, 3] pixels, PNG-encoded."""
+  stream = io.BytesIO()
+  utils.write_png(pixels, stream)
+  return tf.Summary.Value(tag=tag, image=tf.Summary.Image(
+      height=pixels.shape[0], width=pixels.shape[1], colorspace=1 if pixels.ndim == 2 else pixels.shape[2],
+      encoded_image_string=stream.getvalue()))
 
 
 def below_minimum(rate, min_rate):
@@ -226,43 +428,58 @@ def train(training_patches, checkpoint_dir, config, options, val_pairs=()):
     trainer = Trainer(graph, session, checkpoint_dir, config, options)
     latest = trainer.restore_or_initialize()
     step = session.run(graph.global_step)
+    if latest:
+      trainer.lower_learning_rate(step)
     checkpoints.log_run(checkpoint_dir, step, total_steps, options)
     print(f'{len(training_patches)} patches ({type(training_patches).__name__}), '
           f'{steps_per_epoch} steps per epoch; '
           f'{"resuming " + latest if latest else "starting"} at step {step} of {total_steps}'
           + (f'; warm restarts at steps {", ".join(map(str, sorted(restart_steps)))}' if restart_steps else ''))
-    progress = tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True)
     stopped_early = below_minimum(session.run(graph.learning_rate).item(), options.min_learning_rate)
-    smoothed_loss, keep_going = None, step < total_steps and not stopped_early
+    if step >= total_steps or stopped_early:
+      reason = 'its learning rate is below --min_learning_rate' if stopped_early else f'it is at step {step}'
+      print(f'the run in {checkpoint_dir} is complete: {reason}; raise --steps (or --epochs) to train on')
+      return
+    smoothed_loss, keep_going = None, True
     first_step, stopwatch = step, Stopwatch()
     training_batches = training.batches(training_patches, options.batch_size, options.seed, step,
                                         options.augment)
-    while keep_going:
-      if step in restart_steps:  # a cycle starts: Adam's moments start afresh with the high rate
-        session.run(graph.reset_optimizer)
-      lr_batch, hr_batch = next(training_batches)
-      with stopwatch.measure('training steps'):
-        _, batch_loss = session.run([graph.train_op, graph.loss],
-                                    {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch})
-      step += 1  # train_op increments global_step by one; fetching it in the same run may read either value
-      smoothed_loss = batch_loss if smoothed_loss is None else 0.98 * smoothed_loss + 0.02 * batch_loss
-      progress.update(1)
-      seconds = time.perf_counter() - stopwatch.started
-      patches_per_second = (step - first_step) * options.batch_size / seconds
-      progress.set_postfix(loss=f'{smoothed_loss:.5f}', epoch=step // steps_per_epoch,
-                           patches_per_s=f'{patches_per_second:.0f}', refresh=False)
-      keep_going = step < total_steps
-      if val_pairs and step % options.val_every == 0:
-        with stopwatch.measure('validation'):
-          keep_going = trainer.validate_and_schedule(step, val_pairs) and keep_going
-      if step % options.save_every == 0 or not keep_going:
-        with stopwatch.measure('saving'):
-          trainer.save(step)
-    progress.close()
-  if smoothed_loss is None:  # nothing left to do
-    reason = 'its learning rate is below --min_learning_rate' if stopped_early else f'it is at step {step}'
-    print(f'the run in {checkpoint_dir} is complete: {reason}; raise --steps (or --epochs) to train on')
-    return
+    summaries = Summaries(checkpoint_dir, step, val_pairs, config['scale'])
+    with (InterruptRequest() as interrupt, contextlib.closing(summaries),
+          tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True) as progress):
+      while keep_going:
+        if step in restart_steps:  # a cycle starts: Adam's moments start afresh with the high rate
+          session.run(graph.reset_optimizer)
+        lr_batch, hr_batch = next(training_batches)
+        with stopwatch.measure('training steps'):
+          _, batch_loss = session.run([graph.train_op, graph.loss],
+                                      {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch})
+        step += 1  # train_op increments global_step by one; fetching it in the same run may read either value
+        if not np.isfinite(batch_loss):
+          raise utils.InputError(trainer.divergence(step, f'loss is {batch_loss}'))
+        smoothed_loss = batch_loss if smoothed_loss is None else 0.98 * smoothed_loss + 0.02 * batch_loss
+        progress.update(1)
+        seconds = time.perf_counter() - stopwatch.started
+        patches_per_second = (step - first_step) * options.batch_size / seconds
+        progress.set_postfix(loss=f'{smoothed_loss:.5f}', epoch=step // steps_per_epoch,
+                             patches_per_s=f'{patches_per_second:.0f}', refresh=False)
+        summaries.add_loss(batch_loss)
+        if step % options.summary_every == 0:
+          summaries.add_training(step, session.run(graph.rate).item())
+        keep_going = step < total_steps
+        if val_pairs and step % options.val_every == 0:
+          trainer.check_finite(step, lr_batch, hr_batch)
+          with stopwatch.measure('validation'):
+            keep_going = trainer.validate_and_schedule(step, val_pairs, summaries) and keep_going
+        interrupted = interrupt.signal_number is not None and keep_going
+        if step % options.save_every == 0 or not keep_going or interrupted:
+          trainer.check_finite(step, lr_batch, hr_batch)
+          with stopwatch.measure('saving'):
+            saved = trainer.save(step)
+            summaries.write_pending()
+        if interrupted:
+          raise interrupt.exception(f'interrupted at step {step}: saved {saved}; resume with: '
+                                    f'{checkpoints.command_line(options)}')
   print(f'time {stopwatch.report()}')
   print(f'step {step}: loss {smoothed_loss:.6f}, checkpoint in {checkpoint_dir}')
 

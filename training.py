@@ -26,6 +26,7 @@ class TrainingGraph(NamedTuple):
   improved_step: tf.Variable  # the last validation that beat the best by --min_improvement
   decay_step: tf.Variable  # when the learning rate was last decayed: each rate gets its own patience
   train_seconds: tf.Variable
+  all_finite: tf.Tensor  # whether every float variable (weights, Adam's moments, state) is finite
 
 
 def build_training_graph(scale, num_channels, output_activation, learning_rate, last_layer_lr_scale,
@@ -58,8 +59,10 @@ def build_training_graph(scale, num_channels, output_activation, learning_rate, 
             ('best_step', 0, tf.int64),  # improved_step; the name stays so that older checkpoints restore
             ('decay_step', 0, tf.int64),
             ('train_seconds', 0.0, tf.float64))]
+  all_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(variable)) for variable in tf.global_variables()
+                              if variable.dtype.base_dtype in (tf.float32, tf.float64)])
   return TrainingGraph(lr_patches, hr_patches, sr_patches, loss, train_op, reset_optimizer, global_step, rate,
-                       rate_variable, *state)
+                       rate_variable, *state, all_finite)
 
 
 class Restarts(NamedTuple):

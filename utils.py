@@ -9,13 +9,16 @@ import glob
 import json
 import os
 import shutil
+import signal
 import struct
 import sys
+import warnings
 
 import numpy as np
 from absl import flags
 from isal import isal_zlib
 from PIL import Image
+from PIL import ImageOps
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 CHANNEL_MODES = {'rgb': 3, 'y': 1}  # --channels -> number of channels the network sees
@@ -27,14 +30,34 @@ class InputError(Exception):
   """A problem with the user's input: reported as one line on stderr, without a traceback."""
 
 
+class Terminated(KeyboardInterrupt):
+  """SIGTERM (`kill`, a job scheduler, `docker stop`), raised as Ctrl-C's KeyboardInterrupt is: the same
+  clean-up runs (atomic_output's temporary files removed, train.py's step saved), and exit_on_input_error
+  reports it with exit code 143 instead of 130."""
+
+  @staticmethod
+  def raise_on_signal(signal_number, frame):
+    del signal_number, frame  # Unused: a signal handler's signature.
+    raise Terminated()
+
+
 def exit_on_input_error(main):
-  """Wraps an absl main so that an InputError ends the run with its message and exit code 1."""
+  """Wraps an absl main so that an InputError ends the run with its message and exit code 1, and Ctrl-C or
+  SIGTERM with one line and exit code 130 or 143 (128 + the signal's number, as shells report it), both
+  without a traceback. An interrupt's message, if it carries one, is that line (train.py: how to resume)."""
   def wrapped(argv):
+    previous = signal.signal(signal.SIGTERM, Terminated.raise_on_signal)
     try:
       return main(argv)
     except InputError as error:
       print(f'error: {error}', file=sys.stderr)
       sys.exit(1)
+    except KeyboardInterrupt as interrupt:
+      number = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+      print(str(interrupt) or f'interrupted by {number.name}', file=sys.stderr)
+      sys.exit(128 + number)
+    finally:
+      signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
   return wrapped
 
 
@@ -121,21 +144,56 @@ def output_stem(path):
   return os.path.splitext(os.path.basename(path))[0]
 
 
+# Pillow modes that every reader here converts to its plain L or RGB (colour_mode) and, with alpha, LA or RGBA;
+# files decode to one of these or to 16/32-bit modes (refused), but a few rare ones (premultiplied 'La')
+# would fail in a conversion halfway through a run.
+SUPPORTED_MODES = ('1', 'L', 'LA', 'P', 'PA', 'RGB', 'RGBA', 'RGBX', 'CMYK', 'YCbCr', 'LAB')
+EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 is upright, 2 to 8 a mirror and/or a quarter or half turn
+
+
 def load_image(path):
-  """Opens and fully decodes an image, so that a truncated file fails here and not halfway through.
+  """Opens and fully decodes an image, upright, so that a truncated file fails here and not halfway through.
+
+  Upright: a camera stores a portrait photo as landscape pixels and an EXIF orientation tag that tells
+  viewers to turn it. The image is turned as the tag says (ImageOps.exif_transpose, which also drops the
+  tag), so that every reader (generate.py, the evaluation, prepare_data.py, validation) gets what a viewer
+  shows; an image without the tag is returned as decoded, not copied. Its ICC colour profile stays in
+  image.info['icc_profile'], for inference.upscale_file to put into the output.
 
   Only 8 bits per channel: Pillow's conversions of 16- and 32-bit images to 8 bits clip instead of
-  scaling, which would quietly turn most of an image white.
+  scaling, which would quietly turn most of an image white. Too large: Pillow refuses, from the header
+  alone, an image of more than 2 * Image.MAX_IMAGE_PIXELS pixels (179 million), a decompression bomb;
+  between its two limits it only warns, which is left out here (such photos decode).
   """
   try:
-    with Image.open(path) as image:
-      image.load()
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+      with Image.open(path) as image:
+        image.load()
+        image = upright(image)
+  except Image.DecompressionBombError as error:
+    raise InputError(f'{path}: too large to decode ({error})') from None
+  except OSError as error:
+    if error.errno is not None:  # the file itself: permissions, a folder with an image's name
+      raise InputError(f'{path}: cannot be read ({error.strerror})') from None
     raise InputError(f'{path}: not a readable image ({error})') from None
+  except Exception as error:  # pylint: disable=broad-except
+    # Pillow's decoders raise many kinds on a corrupt file (SyntaxError, ValueError, EOFError, struct.error,
+    # zlib.error, IndexError ...); the block above runs nothing but Pillow on the file's bytes.
+    raise InputError(f'{path}: not a readable image ({type(error).__name__}: {error})') from None
   if image.mode in ('I', 'F') or image.mode.startswith('I;'):
     raise InputError(f'{path}: {image.mode} images (16/32-bit) are not supported; '
                      f'convert to 8 bits per channel first')
+  if image.mode not in SUPPORTED_MODES:
+    raise InputError(f'{path}: {image.mode} images are not supported; convert to RGB first')
   return image
+
+
+def upright(image):
+  """The decoded image turned as its EXIF orientation tag says, without the tag; itself if it has none."""
+  if image.getexif().get(EXIF_ORIENTATION, 1) not in range(2, 9):
+    return image
+  return ImageOps.exif_transpose(image)
 
 
 SAMPLE_PHOTO = 'astronaut'  # skimage.data.astronaut(): a 512x512 photo, inside scikit-image's wheel
@@ -147,11 +205,12 @@ def sample_photo():
   return Image.fromarray(getattr(data, SAMPLE_PHOTO)())
 
 
-def save_png(image, path):
-  """Writes a PIL image (L, LA, RGB or RGBA) or uint8 array as PNG via a temporary file (atomic_output)."""
+def save_png(image, path, icc_profile=None):
+  """Writes a PIL image (L, LA, RGB or RGBA) or uint8 array as PNG via a temporary file (atomic_output),
+  with `icc_profile` (bytes) if given and it fits (write_png)."""
   with atomic_output(path) as temporary:
     with open(temporary, 'wb') as stream:
-      write_png(np.asarray(image), stream)
+      write_png(np.asarray(image), stream, icc_profile)
 
 
 def in_row_blocks(function, height):
@@ -164,9 +223,12 @@ def in_row_blocks(function, height):
 PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: gray, gray+alpha, RGB, RGBA
 PNG_BLOCK_BYTES = 1 << 22  # rows are compressed in independent blocks of up to 4 MiB, one per core at a time
 PNG_DEFLATE_LEVEL = 1  # of ISA-L's 0 (fastest, largest) to 3
+# Channels -> the colour space (bytes 16-19 of an ICC profile's header) that PNG allows an iCCP chunk to have
+# with that colour type: a gray profile for gray images, an RGB one for colour.
+ICC_COLOUR_SPACES = {1: b'GRAY', 2: b'GRAY', 3: b'RGB ', 4: b'RGB '}
 
 
-def write_png(pixels, stream):
+def write_png(pixels, stream, icc_profile=None):
   """Writes uint8 [H, W] or [H, W, C] (C = 1 to 4) pixels to a binary stream as an 8-bit PNG.
 
   Not Pillow's encoder, for speed: Pillow tries five row filters on every row and compresses with zlib on
@@ -175,6 +237,10 @@ def write_png(pixels, stream):
   by ISA-L (Intel's deflate, faster than zlib at its fastest level; it releases the GIL): the
   benchmark reports both encoders' times (docs/PERFORMANCE.md). Each block is a deflate stream of its own ended by a sync
   flush, so that the blocks join into one valid stream (as pigz does); any PNG reader decodes it.
+
+  `icc_profile`, the input photo's ICC profile, goes into an iCCP chunk, so that colour-managed viewers show
+  the colours the photo had. Only a profile of the pixels' colour space (ICC_COLOUR_SPACES): PNG allows no
+  other, and a CMYK photo's profile does not describe the RGB pixels Pillow converted it to; it is left out.
   """
   if pixels.dtype != np.uint8:
     raise ValueError(f'write_png takes uint8 pixels, not {pixels.dtype}')
@@ -184,6 +250,9 @@ def write_png(pixels, stream):
   stream.write(b'\x89PNG\r\n\x1a\n')
   stream.write(_png_chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, PNG_COLOUR_TYPES[channels],
                                                0, 0, 0)))  # deflate, a filter type per row, no interlace
+  if icc_profile is not None and icc_profile[16:20] == ICC_COLOUR_SPACES[channels]:
+    # name, its terminating zero, compression method 0 (zlib) and the compressed profile; before any IDAT
+    stream.write(_png_chunk(b'iCCP', b'ICC profile\0\0' + isal_zlib.compress(icc_profile)))
   stream.write(_png_chunk(b'IDAT', b'\x78\x01'))  # zlib header: deflate with a 32 KiB window
   checksum = isal_zlib.adler32(b'')
   group_rows = max(1, WORKERS * PNG_BLOCK_BYTES // rows.shape[1])  # one block per core at a time
