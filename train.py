@@ -138,19 +138,9 @@ class Trainer:
 
     Only the network's weights are taken; Adam's moments, the step and the schedule start afresh.
     """
-    checkpoint = checkpoints.latest_checkpoint(model_dir)
-    if checkpoint is None:
-      raise utils.InputError(f'{model_dir}: no checkpoint to initialise from (--init_from)')
-    try:
-      shapes = dict(tf.train.list_variables(checkpoint))
-    except (tf.errors.OpError, ValueError) as error:
-      raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
-    matching = [variable for variable in tf.trainable_variables()
-                if shapes.get(variable.op.name) == variable.shape.as_list()]
-    if not matching:
-      raise utils.InputError(f'{checkpoint}: no weights of this network\'s shapes to start from (--init_from)')
-    checkpoints.restore(self.session, checkpoint, matching)
-    names = [variable.op.name for variable in matching]
+    checkpoint, names = layers_to_copy(model_dir, self.upscaler.scale, self.upscaler.channels)
+    checkpoints.restore(self.session, checkpoint, [variable for variable in tf.trainable_variables()
+                                                   if variable.op.name in names])
     tqdm.write(f'initialised {", ".join(names)} from {checkpoint}')
     checkpoints.write_starting_point(self.checkpoint_dir, model_dir, checkpoint, names)
 
@@ -237,6 +227,26 @@ class Trainer:
     os.makedirs(best_dir, exist_ok=True)
     self.best_saver.save(self.session, os.path.join(best_dir, checkpoints.CHECKPOINT_PREFIX), global_step=step)
     checkpoints.copy_logs_to_best(self.checkpoint_dir)
+
+
+def layers_to_copy(model_dir, scale, channels):
+  """(checkpoint, names) of --init_from: its latest checkpoint and the weights in it that have this run's
+  shapes. Checked before anything is prepared or written; an InputError says what does not fit."""
+  checkpoint = checkpoints.latest_checkpoint(model_dir)
+  if checkpoint is None:
+    raise utils.InputError(f'{model_dir}: no checkpoint to initialise from (--init_from)')
+  try:
+    stored = dict(tf.train.list_variables(checkpoint))
+  except (tf.errors.OpError, ValueError) as error:
+    raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
+  with tf.Graph().as_default():  # this run's network, only for its variables' names and shapes
+    num_channels = utils.CHANNEL_MODES[channels]
+    espcn.espcn(tf.placeholder(tf.float32, [None, None, None, num_channels]), scale, num_channels)
+    names = [variable.op.name for variable in tf.trainable_variables()
+             if stored.get(variable.op.name) == variable.shape.as_list()]
+  if not names:
+    raise utils.InputError(f'{checkpoint}: no weights of this network\'s shapes to start from (--init_from)')
+  return checkpoint, names
 
 
 def keep_counting(saver, folder):
@@ -495,6 +505,8 @@ def main(argv):
             'output_activation': FLAGS.output_activation}
   val_pairs = evaluation.validation_pairs(FLAGS.val_dir, FLAGS.scale) if FLAGS.val_dir else ()
   checkpoints.check_run_dir(checkpoint_dir, config)  # the quick checks first, before minutes of preparation
+  if FLAGS.init_from and checkpoints.latest_checkpoint(checkpoint_dir) is None:  # (a resumed run ignores it)
+    layers_to_copy(FLAGS.init_from, FLAGS.scale, FLAGS.channels)
   if not os.path.exists(data_path):
     print(f'{data_path} does not exist yet: preparing it from {FLAGS.images_dir}')
     print(patches.prepare(FLAGS.images_dir, data_path, *settings))

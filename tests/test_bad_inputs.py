@@ -315,8 +315,6 @@ def test_train_init_from_a_model_without_one_layer_of_this_networks_shapes(
   assert_input_error(result, slim_x3_model / 'espcn.ckpt-7', '--init_from')
 
 
-@pytest.mark.xfail(strict=True, reason='bug: --init_from is checked only once training starts, after the run '
-                   'folder and its config.json were created (and after --data was prepared)')
 def test_train_refusing_its_init_from_model_leaves_no_run_folder_behind(
     tmp_path, slim_x3_model, training_images, train_in_process, capsys):
   """Like every refused input (check_run_dir: 'without writing anything'). The config.json left behind makes
