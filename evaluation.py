@@ -7,6 +7,7 @@ utils.ssim_y), on the 8-bit images that are written, i.e. what a user gets.
 import os
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 import utils
@@ -59,6 +60,16 @@ def validation_pairs(val_dir, scale):
                              f'(e.g. ../shared/data/General100)')
   pairs = [utils.ground_truth_pair(path, scale) for path in paths]
   return [(np.asarray(lr_image), np.asarray(hr_image)) for lr_image, hr_image in pairs]
+
+
+def bicubic_upscale(lr, hr_shape):
+  """The bicubic baseline of an LR array at the size of its HR image (as evaluate_image makes it)."""
+  return np.asarray(utils.bicubic_resize(Image.fromarray(lr), (hr_shape[1], hr_shape[0])))
+
+
+def bicubic_psnr(pairs, scale):
+  """Mean Y-PSNR of bicubic upscaling on (LR, HR) pairs: the line a model has to clear."""
+  return float(np.mean([utils.psnr_y(hr, bicubic_upscale(lr, hr.shape), scale) for lr, hr in pairs]))
 
 
 def mean_psnr(upscaler, pairs):

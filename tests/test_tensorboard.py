@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 import checkpoints
+import events
 import inference
 import train
 import utils
@@ -149,7 +150,7 @@ def test_two_starts_within_one_second_keep_both_event_files(tmp_path):
   that second (here: at once) would overwrite the file of the start before, without the suffix train.py
   adds (the first step and the process)."""
   for first_step in (0, 3):
-    summaries = train.Summaries(str(tmp_path), first_step, (), SCALE)
+    summaries = events.Summaries(str(tmp_path), first_step, (), SCALE)
     summaries.add_loss(0.5)
     summaries.add_training(first_step + 1, 1e-3)
     summaries.write_pending()

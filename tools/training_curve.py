@@ -16,6 +16,7 @@ from PIL import Image
 from PIL import ImageDraw
 
 import checkpoints
+import evaluation
 import utils
 
 FLAGS = flags.FLAGS
@@ -42,16 +43,6 @@ def read_run(spec):
     raise utils.InputError(f'{run_dir}: not a train.py run folder (no {checkpoints.CONFIG_FILE})')
   records = checkpoints.read_json_lines(os.path.join(run_dir, checkpoints.VALIDATION_LOG))
   return label, config['scale'], [(record['train_seconds'] / 60, record['val_psnr']) for record in records]
-
-
-def bicubic_psnr(val_dir, scale):
-  """Mean Y-PSNR of bicubic upscaling on the validation images: the line a model has to clear."""
-  scores = []
-  for path in utils.list_images(val_dir):
-    lr_image, hr_image = utils.ground_truth_pair(path, scale)
-    scores.append(utils.psnr_y(np.asarray(hr_image), np.asarray(utils.bicubic_resize(lr_image, hr_image.size)),
-                               scale))
-  return float(np.mean(scores))
 
 
 def best_within(points, minutes):
@@ -113,7 +104,8 @@ def main(argv):
   except ValueError:
     raise utils.InputError(f'--minutes={",".join(FLAGS.minutes)}: expected numbers, e.g. 5,15,60') from None
   runs = [read_run(spec) for spec in FLAGS.runs]
-  bicubic_lines = {scale: bicubic_psnr(FLAGS.val_dir, scale) for scale in sorted({scale for _, scale, _ in runs})}
+  bicubic_lines = {scale: evaluation.bicubic_psnr(evaluation.validation_pairs(FLAGS.val_dir, scale), scale)
+                   for scale in sorted({scale for _, scale, _ in runs})}
   utils.save_png(draw(runs, bicubic_lines), FLAGS.output)
   print('| run | ' + ' | '.join(f'{value:g} min' for value in minutes) + ' |')
   print('|---|' + '---|' * len(minutes))
