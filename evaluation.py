@@ -19,7 +19,7 @@ def evaluate_image(upscaler, path, output_dir):
   """Scores one ground-truth image and saves its LR, bicubic, ESPCN and HR versions."""
   lr_image, hr_image = utils.ground_truth_pair(path, upscaler.scale)
   hr = np.asarray(hr_image)
-  bicubic = np.asarray(utils.bicubic_resize(lr_image, hr_image.size))
+  bicubic = bicubic_upscale(np.asarray(lr_image), hr.shape)
   sr = upscaler.upscale(np.asarray(lr_image))
   stem = utils.output_stem(path)
   for suffix, picture in (('lr', np.asarray(lr_image)), ('bicubic', bicubic), ('espcn', sr), ('hr', hr)):

@@ -1,7 +1,7 @@
 """TensorBoard's view of a training run: event files in its folder (`tensorboard --logdir=checkpoint`).
 
 train.py adds the loss and learning rate every --summary_every steps and the scores and images of each
-validation; tools/plot_events.py draws a run's events as a PNG.
+validation; `python -m tools.plot_events` draws a run's events as a PNG.
 """
 import io
 import os

@@ -152,7 +152,7 @@ def check_inputs():
   if FLAGS.json and not (FLAGS.benchmark or FLAGS.eval_dir):
     raise utils.InputError(f'--json={FLAGS.json}: only --eval_dir and --benchmark write a report')
   if FLAGS.json:
-    utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.json)))
+    utils.ensure_writable_parent(FLAGS.json)
   if FLAGS.benchmark:
     benchmark.parse_size(FLAGS.size, FLAGS.scale)
     return
@@ -160,7 +160,8 @@ def check_inputs():
     unknown = sorted(set(FLAGS.export_formats) - set(export.FORMATS))
     if unknown:
       raise utils.InputError(f'--export_formats={",".join(unknown)}: expected {", ".join(export.FORMATS)}')
-    utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.export_dir)))
+    export.formats_for(FLAGS.channels, FLAGS.export_formats)  # an rgb model asked for dnn_superres
+    utils.ensure_writable_parent(FLAGS.export_dir)
     return
   if FLAGS.eval_dir:  # a missing folder, an empty pattern or clashing names
     check_distinct_names(utils.list_images(FLAGS.eval_dir))

@@ -111,7 +111,7 @@ def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=
   """Writes the patch file and returns its one-line summary."""
   started = time.time()
   paths = utils.list_images(images_dir)
-  utils.ensure_writable_dir(os.path.dirname(os.path.abspath(output)))
+  utils.ensure_writable_parent(output)
   num_channels = utils.CHANNEL_MODES[channels]
   skipped = []
   with utils.atomic_output(output) as temporary:
@@ -239,6 +239,9 @@ def open_patches(path, expected_attributes, max_bytes):
   """
   try:
     data_file = h5py.File(path, 'r')
+  except OSError as error:
+    raise not_a_patch_file(path, error) from None
+  try:
     settings = settings_of(data_file)
     attributes = {key: settings[key] for key in expected_attributes if key in settings}
     if attributes != expected_attributes:
@@ -250,6 +253,13 @@ def open_patches(path, expected_attributes, max_bytes):
     if size <= max_bytes:
       with data_file:
         return InMemoryPatches(data_file)
+    if data_file['input'].chunks is None:
+      raise utils.InputError(f'{path}: not chunked (not written by prepare_data.py), so it cannot be streamed; '
+                             f'give --max_memory={math.ceil(size / 2**20)} or more')
     return StreamedPatches(data_file, max_bytes)
   except (OSError, KeyError) as error:
+    data_file.close()
     raise not_a_patch_file(path, error) from None
+  except utils.InputError:
+    data_file.close()
+    raise

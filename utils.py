@@ -99,6 +99,13 @@ def replace_folder(staged, destination):
   shutil.rmtree(retired, ignore_errors=True)
 
 
+def ensure_writable_parent(path):
+  """ensure_writable_dir for the folder that the file `path` (if given) goes into: checked before the work
+  whose result it holds, not after."""
+  if path:
+    ensure_writable_dir(os.path.dirname(os.path.abspath(path)))
+
+
 def ensure_writable_dir(directory):
   """Creates `directory` if needed and checks that files can be written into it."""
   try:
@@ -234,9 +241,9 @@ def write_png(pixels, stream, icc_profile=None):
   Not Pillow's encoder, for speed: Pillow tries five row filters on every row and compresses with zlib on
   one core, which made encoding the largest cost after the network in the end-to-end time of `generate.py
   --benchmark`. Here every row gets PNG's 'Sub' filter, and blocks of rows are deflated in parallel threads
-  by ISA-L (Intel's deflate, faster than zlib at its fastest level; it releases the GIL): the
-  benchmark reports both encoders' times (docs/PERFORMANCE.md). Each block is a deflate stream of its own ended by a sync
-  flush, so that the blocks join into one valid stream (as pigz does); any PNG reader decodes it.
+  by ISA-L (Intel's deflate, faster than zlib at its fastest level; it releases the GIL): the benchmark
+  reports both encoders' times (docs/PERFORMANCE.md). Each block is a deflate stream of its own ended by a
+  sync flush, so that the blocks join into one valid stream (as pigz does); any PNG reader decodes it.
 
   `icc_profile`, the input photo's ICC profile, goes into an iCCP chunk, so that colour-managed viewers show
   the colours the photo had. Only a profile of the pixels' colour space (ICC_COLOUR_SPACES): PNG allows no

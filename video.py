@@ -71,16 +71,20 @@ class Decoder:
     self.expected_frames = min(expected, max_frames) if max_frames else expected
     self.frames = queue.Queue(QUEUE_FRAMES)
     self.error = None
+    self.stopping = False
     self.thread = threading.Thread(target=self._read, daemon=True)
     self.thread.start()
 
   def _read(self):
     try:
       for frame in self.reader:
+        if self.stopping:
+          break
         self.frames.put(np.frombuffer(frame, np.uint8).reshape(self.height, self.width, 3))
     except Exception as error:  # pylint: disable=broad-except  # reported by __iter__, in the main thread
       self.error = error
     finally:
+      self.reader.close()  # here, in the thread that runs the generator: it ends ffmpeg
       self.frames.put(None)
 
   def __iter__(self):
@@ -90,7 +94,13 @@ class Decoder:
       raise utils.InputError(f'{self.path}: decoding failed ({str(self.error).splitlines()[0]})')
 
   def close(self):
-    self.reader.close()
+    """Stops the reader thread (and ffmpeg with it), taking the frames it still puts in the queue."""
+    self.stopping = True
+    while self.thread.is_alive():
+      try:
+        self.frames.get(timeout=0.1)
+      except queue.Empty:
+        pass
 
 
 class Encoder:
@@ -130,7 +140,8 @@ class Encoder:
     self.process.stdin.close()
     message = self.process.stderr.read().decode(errors='replace').strip()
     if self.process.wait() != 0 or self.error is not None:
-      raise utils.InputError(f'ffmpeg could not encode the video ({message.splitlines()[-1] if message else self.error})')
+      detail = message.splitlines()[-1] if message else self.error
+      raise utils.InputError(f'ffmpeg could not encode the video ({detail})')
 
   def kill(self):
     self.process.kill()
@@ -149,8 +160,10 @@ def upscale_video(upscaler, path, output, crf=DEFAULT_CRF, preset=DEFAULT_PRESET
   width, height = decoder.width * scale // 2 * 2, decoder.height * scale // 2 * 2  # even, for 4:2:0
   frames = 0
   with utils.atomic_output(output) as temporary:
-    encoder = Encoder(temporary, width, height, decoder.rate, path if decoder.has_audio else None, crf, preset)
+    encoder = None
     try:
+      encoder = Encoder(temporary, width, height, decoder.rate, path if decoder.has_audio else None, crf,
+                        preset)
       with tqdm(total=decoder.expected_frames or None, desc=os.path.basename(path), unit='frame',
                 leave=False, disable=None) as progress:
         for frame in decoder:
@@ -161,7 +174,8 @@ def upscale_video(upscaler, path, output, crf=DEFAULT_CRF, preset=DEFAULT_PRESET
         raise utils.InputError(f'{path}: no video frames decode (an empty or corrupt video stream)')
       encoder.finish()
     except BaseException:
-      encoder.kill()
+      if encoder is not None:
+        encoder.kill()
       raise
     finally:
       decoder.close()

@@ -48,6 +48,7 @@ def patches_per_second(session, graph, batch_iterator, steps, batch_size):
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
+  utils.ensure_writable_parent(FLAGS.json)
   attributes = patches.read_settings(FLAGS.data)
   readers = {'in_memory': patches.open_patches(FLAGS.data, attributes, 2**62),
              'streamed': patches.open_patches(FLAGS.data, attributes, int(FLAGS.max_memory * 2**20))}

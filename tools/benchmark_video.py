@@ -36,9 +36,10 @@ def define_flags():
 
 
 def decoded_frames(path):
+  """(the frames of a clip, its frame rate)."""
   decoder = video.Decoder(path)
   try:
-    return list(decoder)
+    return list(decoder), decoder.rate
   finally:
     decoder.close()
 
@@ -55,11 +56,11 @@ def encode(frames, rate, path):
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
+  utils.ensure_writable_parent(FLAGS.json)
   upscaler = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(FLAGS.channels, FLAGS.scale),
                                                 FLAGS.scale, FLAGS.channels)
-  frames = decoded_frames(FLAGS.input)
+  frames, rate = decoded_frames(FLAGS.input)
   network_inputs = [upscaler.network_input(frame) for frame in frames]
-  rate = video.Decoder(FLAGS.input).rate
   with tempfile.TemporaryDirectory() as work_dir:
     output = os.path.join(work_dir, 'clip.mp4')
     upscaled = [upscaler.upscale(frame) for frame in frames]

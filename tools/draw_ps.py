@@ -8,7 +8,6 @@ PS took it from. Nothing in the picture is computed by hand.
 
   python -m tools.draw_ps --output=docs/ps.png
 """
-import os
 
 import numpy as np
 from absl import app
@@ -157,7 +156,7 @@ def main(argv):
   colours = FLAGS.colours
   if colours not in COLOUR_NAMES:
     raise utils.InputError(f'--colours={colours}: expected 1 (Y) or 3 (R, G, B)')
-  utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.output)))
+  utils.ensure_writable_parent(FLAGS.output)
   features = labelled_features(FLAGS.lr_size, FLAGS.scale, colours)
   ps, d2s = shuffle(features, FLAGS.scale, colours)
   check_cells(ps, FLAGS.scale, 'espcn.phase_shift')

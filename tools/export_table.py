@@ -102,6 +102,7 @@ def scores_of(channels, scale, export_dir):
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
+  utils.ensure_writable_parent(FLAGS.json)
   for folder in [os.path.join(FLAGS.data_dir, name) for name in EVAL_SETS] + [FLAGS.opencv_models]:
     if not os.path.isdir(folder):
       raise utils.InputError(f'{folder}: no such folder')

@@ -38,7 +38,8 @@ def make_clip(path, width, height, seconds, rate='25', audio=True):
     result = subprocess.run(command + ['-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-f', container, temporary],
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
-      raise utils.InputError(f'{path}: ffmpeg could not write the clip ({result.stderr.strip().splitlines()[-1]})')
+      message = (result.stderr.strip().splitlines() or ['no message'])[-1]
+      raise utils.InputError(f'{path}: ffmpeg could not write the clip ({message})')
   return path
 
 
@@ -49,7 +50,7 @@ def main(argv):
     width, height = (int(part) for part in FLAGS.size.lower().split('x'))
   except ValueError:
     raise utils.InputError(f'--size={FLAGS.size}: expected WIDTHxHEIGHT, e.g. 640x360') from None
-  utils.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.output)))
+  utils.ensure_writable_parent(FLAGS.output)
   print(make_clip(FLAGS.output, width, height, FLAGS.seconds, FLAGS.rate))
 
 

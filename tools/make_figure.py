@@ -71,7 +71,12 @@ def parse_crop(values):
 def main(argv):
   del argv  # Unused: everything comes from flags.
   box = parse_crop(FLAGS.crop)
+  utils.ensure_writable_parent(FLAGS.output)
   images, scale = load_panels(FLAGS.result_dir, FLAGS.name)
+  left, top, width, height = box
+  if left < 0 or top < 0 or left + width > images['hr'].width or top + height > images['hr'].height:
+    raise utils.InputError(f'--crop={",".join(FLAGS.crop)}: outside the {images["hr"].width}x'
+                           f'{images["hr"].height} image {FLAGS.name}')
   utils.save_png(compose(images, box, FLAGS.zoom, scale), FLAGS.output)
   print(f'{FLAGS.output}: {FLAGS.name}, crop {box}, x{scale}')
 

@@ -143,6 +143,7 @@ def main(argv):
   del argv  # Unused: everything comes from flags.
   if not FLAGS.logdir:
     raise utils.InputError('--logdir: give a train.py run folder (its --checkpoint_dir)')
+  utils.ensure_writable_parent(FLAGS.output)
   scalars, images = read_events(FLAGS.logdir)
   utils.save_png(draw_figure(scalars, images, FLAGS.zoom), FLAGS.output)
   counts = ', '.join(f'{tag} {len(points)}' for tag, points in sorted(scalars.items()))

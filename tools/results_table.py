@@ -66,6 +66,7 @@ def format_results(reports):
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
+  utils.ensure_writable_parent(FLAGS.json)
   for eval_set in EVAL_SETS:
     if not os.path.isdir(os.path.join(FLAGS.data_dir, eval_set)):
       raise utils.InputError(f'{os.path.join(FLAGS.data_dir, eval_set)}: no such folder (--data_dir)')

@@ -58,7 +58,7 @@ def draw(runs, bicubic_lines):
   draw_context = ImageDraw.Draw(image)
   left, top, right, bottom = MARGIN[0], MARGIN[1], SIZE[0] - MARGIN[2], SIZE[1] - MARGIN[3]
   all_psnr = [psnr for _, _, points in runs for _, psnr in points] + list(bicubic_lines.values())
-  max_minutes = max(time for _, _, points in runs for time, _ in points)
+  max_minutes = max([time for _, _, points in runs for time, _ in points] + [1.0])  # (a run at minute 0)
   low, high = np.floor(min(all_psnr) * 2) / 2, np.ceil(max(all_psnr) * 2) / 2
 
   def position(minutes, psnr):
@@ -99,6 +99,7 @@ def main(argv):
   del argv  # Unused: everything comes from flags.
   if not FLAGS.runs:
     raise utils.InputError('--runs: give at least one LABEL=RUN_DIR')
+  utils.ensure_writable_parent(FLAGS.output)
   try:
     minutes = [float(value) for value in FLAGS.minutes]
   except ValueError:
