@@ -1,10 +1,12 @@
 """generate.py --export_dir: OpenCV's dnn_superres, a SavedModel and TFLite run the model without this repo
 and agree with generate.py."""
+import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import checkpoints
 import export
@@ -162,3 +164,34 @@ def test_the_export_command_writes_the_files_it_prints(tmp_path, run_script):
   assert result.stdout.splitlines()[0] == str(tmp_path / 'export' / 'ESPCN_x2.pb')
   graph_def = tf.GraphDef.FromString((tmp_path / 'export' / 'ESPCN_x2.pb').read_bytes())
   assert {node.op for node in graph_def.node} >= {'Conv2D', 'BiasAdd', 'Tanh', 'DepthToSpace'}
+
+
+@needs_opencv
+def test_the_export_table_scores_each_runtime_on_the_evaluations_images(tmp_path, run_script):
+  """tools.export_table with OpenCV's files replaced by this repo's own exports: both OpenCV columns must then
+  agree, and the generate.py column is generate.py --eval_dir's mean."""
+  data_dir, opencv_models = tmp_path / 'data', tmp_path / 'opencv_models'
+  for name in ('Set5', 'Set14'):
+    (data_dir / name).mkdir(parents=True)
+    Image.fromarray(photo(72, 60)).save(data_dir / name / 'photo.png')
+  for channels, scale in checkpoints.SHIPPED_MODELS:
+    if channels == 'y':
+      model = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir('y', scale), scale, 'y')
+      export.export(model, str(opencv_models / f'x{scale}'), ['dnn_superres'])
+      (opencv_models / f'x{scale}' / f'ESPCN_x{scale}.pb').rename(opencv_models / f'ESPCN_x{scale}.pb')
+      model.session.close()
+  table_path = tmp_path / 'table.json'
+  result = run_script('tools.export_table', f'--data_dir={data_dir}', f'--opencv_models={opencv_models}',
+                      f'--json={table_path}')
+  assert result.returncode == 0, result.stderr
+  table = json.loads(table_path.read_text())
+  assert sorted(table) == ['y_x2', 'y_x3', 'y_x4']
+  evaluated = run_script('generate.py', f'--eval_dir={data_dir / "Set5"}', '--scale=3', '--channels=y',
+                         f'--output_dir={tmp_path / "eval"}', f'--json={tmp_path / "eval.json"}')
+  assert evaluated.returncode == 0, evaluated.stderr
+  assert table['y_x3']['Set5']['generate.py'] == json.loads((tmp_path / 'eval.json').read_text())['mean']['psnr_y']
+  for scores in (scores for by_set in table.values() for scores in by_set.values()):
+    assert scores['OpenCV, this export'] == scores["OpenCV, OpenCV's ESPCN file"]
+    assert abs(scores['OpenCV, this export'] - scores['generate.py']) < 0.15
+    assert abs(scores['TFLite float16 weights (Y)'] - scores['TFLite float32 (Y)']) < 0.01
+    assert scores['generate.py'] > scores['bicubic']
