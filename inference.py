@@ -40,18 +40,29 @@ def keys_cubic(distance, a=-0.5):
   return np.where(distance <= 1, near, np.where(distance < 2, far, 0.0))
 
 
-def bicubic_weights(scale):
+def bicubic_weights(scale, shift=0.0):
   """[r, 5] float32: the weights of LR pixels -2..2 for HR offset p = 0..r-1 within an LR pixel's cell.
 
-  HR pixel r*i + p has its centre at LR coordinate i + (p + 0.5) / r - 0.5 (pixel centres at integers).
+  HR pixel r*i + p has its centre at LR coordinate i + (p + 0.5) / r - 0.5 (pixel centres at integers),
+  moved by `shift` LR pixels where the two grids are not centred on each other (chroma_siting_shift).
   """
-  offsets = (np.arange(scale) + 0.5) / scale - 0.5  # [r]: where each HR row of the cell lies, in LR pixels
+  offsets = (np.arange(scale) + 0.5) / scale - 0.5 + shift  # [r]: where each HR row of the cell lies
   taps = np.arange(-BICUBIC_RADIUS, BICUBIC_RADIUS + 1)  # [5]
   weights = keys_cubic(taps[None, :] - offsets[:, None])  # [r, 5]
   return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def bicubic_subpixels(images, scale, mix=None):
+def chroma_siting_shift(scale):
+  """Where a 4:2:0 frame's upscaled chroma samples lie, relative to centred grids, in LR chroma pixels.
+
+  H.264 (and MPEG-2, HEVC) put a chroma sample level with the left one of its two luma columns, and halfway
+  between its two luma rows. Vertically that is the centred grid of bicubic_weights; horizontally, the HR
+  chroma sample k sits at LR chroma column k / r - (r - 1) / (4r), not at (k + 0.5) / r - 0.5.
+  """
+  return (scale - 1) / (4 * scale)
+
+
+def bicubic_subpixels(images, scale, mix=None, column_shift=0.0):
   """Bicubic interpolation by r as a sub-pixel convolution, fixed weights: [N, H, W, C] -> [N, H, W, r*r*D].
 
   Like ESPCN's last layer, each of the r*r output channels per colour holds one HR position of the LR
@@ -62,15 +73,16 @@ def bicubic_subpixels(images, scale, mix=None):
   `mix` [D, C] (default: the identity, D = C) is a colour matrix applied to every pixel. Interpolation and
   a colour matrix are both linear, so their order does not matter: folded into the kernel, the matrix
   acts at the LR pixels, r*r times fewer than the HR pixels it would otherwise be applied to.
+  `column_shift` moves the HR columns (chroma_siting_shift).
   """
   channels = images.shape[-1]
   mix = np.eye(channels) if mix is None else mix
-  weights_1d = bicubic_weights(scale)  # [r, 5]
+  row_weights, column_weights = bicubic_weights(scale), bicubic_weights(scale, column_shift)  # [r, 5] each
   kernel = np.zeros([2 * BICUBIC_RADIUS + 1] * 2 + [channels, scale * scale * len(mix)], np.float32)
   for colour in range(len(mix)):
     for p in range(scale):  # row offset in the cell
       for q in range(scale):  # column offset: PS takes channel d*r*r + q*r + p to (p, q) of colour d
-        cell_weights = np.outer(weights_1d[p], weights_1d[q])  # [5, 5]
+        cell_weights = np.outer(row_weights[p], column_weights[q])  # [5, 5]
         kernel[:, :, :, colour * scale * scale + q * scale + p] = cell_weights[..., None] * mix[colour]
   pad = [[0, 0], [BICUBIC_RADIUS, BICUBIC_RADIUS], [BICUBIC_RADIUS, BICUBIC_RADIUS], [0, 0]]
   padded = tf.pad(images, pad, mode='SYMMETRIC')  # [N, H+4, W+4, C]
@@ -93,6 +105,9 @@ class Reconstruction(NamedTuple):
   lr_image: tf.Tensor  # the network's input, float32 [H, W, C], from lr_pixels unless fed (gray images are)
   sr_image: tf.Tensor  # the network's output: float32 [rH, rW, C]
   sr_pixels: tf.Tensor  # the reconstruction: uint8 [rH, rW, 3]
+  sr_channels: tf.Tensor  # the network's output rounded to 8 bits: uint8 [rH, rW, C] (a video frame's Y)
+  lr_chroma: tf.Tensor  # uint8 placeholder [2, h, w]: the Cb and Cr planes of a 4:2:0 video frame
+  sr_chroma: tf.Tensor  # those planes upscaled by bicubic interpolation: uint8 [2, rh, rw]
 
 
 def reconstruction_graph(build_network, scale, channels):
@@ -133,7 +148,18 @@ def reconstruction_graph(build_network, scale, channels):
     else:
       sr_rgb = 255.0 * sr_images  # [1, rH, rW, 3]
     sr_pixels = tf.saturate_cast(tf.round(sr_rgb[0]), tf.uint8)  # [rH, rW, 3]
-  return Reconstruction(lr_pixels, lr_image, sr_images[0], sr_pixels)
+  sr_channels = tf.saturate_cast(tf.round(255.0 * sr_images[0]), tf.uint8)  # [rH, rW, C]
+  return Reconstruction(lr_pixels, lr_image, sr_images[0], sr_pixels, sr_channels, *chroma_graph(scale))
+
+
+def chroma_graph(scale):
+  """(lr_chroma, sr_chroma): a 4:2:0 frame's chroma planes upscaled by bicubic interpolation, where H.264
+  sites them (chroma_siting_shift). A video frame's colour in 'y' mode, with no RGB on either side."""
+  lr_chroma = tf.placeholder(tf.uint8, [2, None, None], name='lr_chroma')  # [2, h, w]: Cb and Cr
+  subpixels = bicubic_subpixels(tf.cast(lr_chroma, tf.float32)[..., None], scale,  # [2, h, w, r*r]
+                                column_shift=chroma_siting_shift(scale))
+  sr_chroma = espcn.phase_shift(subpixels, scale, 1)[..., 0]  # [2, rh, rw]
+  return lr_chroma, tf.saturate_cast(tf.round(sr_chroma), tf.uint8)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -226,8 +252,7 @@ class Upscaler:
     network = functools.partial(espcn.espcn, scale=scale, channels=utils.CHANNEL_MODES[channels],
                                 output_activation=output_activation)
     with session.graph.as_default(), tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
-      self.lr_pixels, self.lr_image, self.sr_image, self.sr_pixels = reconstruction_graph(
-          network, scale, channels)
+      self._set_tensors(reconstruction_graph(network, scale, channels))
 
   @classmethod
   def from_checkpoint(cls, checkpoint_dir, scale, channels, tile=DEFAULT_TILE, precision='float32'):
@@ -257,9 +282,13 @@ class Upscaler:
       tf.set_random_seed(seed)
     return cls(tf.Session(graph=graph), scale, channels, output_activation, tile)
 
+  def _set_tensors(self, reconstruction):
+    for name, tensor in reconstruction._asdict().items():
+      setattr(self, name, tensor)
+
   def freeze(self, precision='float32'):
     """Turns the weights into constants of a graph of its own (frozen_graph_def), in `precision`."""
-    outputs = [self.sr_image, self.sr_pixels]
+    outputs = [self.sr_image, self.sr_pixels, self.sr_channels, self.sr_chroma]
     frozen = frozen_graph_def(self.session, [tensor.op.name for tensor in outputs])
     if precision == 'bfloat16':
       frozen = layer2_in_bfloat16(frozen)
@@ -269,8 +298,8 @@ class Upscaler:
     self.session.close()
     self.session = tf.Session(graph=graph)
     self.precision = precision
-    for name in Reconstruction._fields:
-      setattr(self, name, graph.get_tensor_by_name(getattr(self, name).name))
+    self._set_tensors(Reconstruction(*(graph.get_tensor_by_name(getattr(self, name).name)
+                                       for name in Reconstruction._fields)))
 
   def network(self, lr_array):
     """float32 [H, W, C] in [0, 1] -> float32 [rH, rW, C]: the network alone on one image."""
@@ -278,17 +307,30 @@ class Upscaler:
 
   def upscale(self, image):
     """uint8 [H, W, 3] RGB or [H, W] grayscale -> uint8 image of r*H x r*W in the same layout."""
+    return self._tiled(image, self._reconstruct)
+
+  def upscale_yuv420(self, luma, chroma):
+    """The planes of a 4:2:0 video frame, uint8 Y [H, W] and Cb, Cr [2, H/2, W/2], upscaled to the same
+    of rH x rW: Y by the network ('y' models), Cb and Cr by bicubic interpolation (chroma_graph). No RGB
+    in or out, a quarter of the chroma: video.py's path for even frame sizes."""
+    sr_luma = self._tiled(luma, lambda window: self.session.run(
+        self.sr_channels, {self.lr_image: self.network_input(window)})[..., 0])  # [rH, rW]
+    return sr_luma, self.session.run(self.sr_chroma, {self.lr_chroma: chroma})
+
+  def _tiled(self, image, reconstruct):
+    """reconstruct(window) on the whole image in one pass, or tile by tile with TILE_MARGIN pixels of
+    context (the class docstring)."""
     scale = self.scale
     height, width = image.shape[:2]
     boxes = tiles(height, width, self.tile)
     if len(boxes) == 1:
-      return self._reconstruct(image)  # one pass: no copy into an output array
+      return reconstruct(image)  # one pass: no copy into an output array
     output = np.empty((height * scale, width * scale) + image.shape[2:], np.uint8)
     for top, left, bottom, right in tqdm(boxes, desc='tiles', unit='tile', leave=False, disable=None):
       window_top, window_left = max(top - TILE_MARGIN, 0), max(left - TILE_MARGIN, 0)
       window = image[window_top:min(bottom + TILE_MARGIN, height),
                      window_left:min(right + TILE_MARGIN, width)]
-      sr_window = self._reconstruct(window)  # [rh, rw] or [rh, rw, 3] of the window
+      sr_window = reconstruct(window)  # [rh, rw] or [rh, rw, 3] of the window
       rows = slice((top - window_top) * scale, (bottom - window_top) * scale)
       columns = slice((left - window_left) * scale, (right - window_left) * scale)
       output[top * scale:bottom * scale, left * scale:right * scale] = sr_window[rows, columns]

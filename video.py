@@ -1,13 +1,20 @@
 """Video in, video out: a clip upscaled frame by frame, streamed through ffmpeg pipes, its sound kept.
 
-ffmpeg (the binary inside the imageio-ffmpeg wheel) runs as two processes: a decoder that writes 8-bit RGB
-frames into a pipe, and an encoder that reads the upscaled frames from another pipe, encodes them with
-libx264 (yuv420p, --crf, --preset) and muxes the input's audio stream in unchanged. Here three threads keep
-both pipes busy while the network runs: one reads the next frames, the main thread upscales, one writes the
+ffmpeg (the binary inside the imageio-ffmpeg wheel) runs as two processes: a decoder that writes raw frames
+into a pipe, and an encoder that reads the upscaled frames from another pipe, encodes them with libx264
+(yuv420p, --crf, --preset) and muxes the input's audio stream in unchanged. Here three threads keep both
+pipes busy while the network runs: one reads the next frames, the main thread upscales, one writes the
 finished ones. Queues of QUEUE_FRAMES frames bound the memory, whatever the clip's length.
 
-Each frame goes through the same Upscaler as an image (generate.py's output for that frame as a PNG, to the
-bit, before H.264). Choices a clip makes for us (README, "Video"):
+The frames travel as the decoder has them and the encoder wants them, 4:2:0 planes (Y at full size, Cb and
+Cr at half width and height), whenever the model is a 'y' one and the frame size is even: the network
+upscales the Y plane as it is (studio range, what it was trained on) and the chroma planes are upscaled by
+bicubic interpolation at a quarter of the pixels (inference.Upscaler.upscale_yuv420); no RGB conversion on
+either side. 'rgb' models and odd sizes take 8-bit RGB frames through the same Upscaler as an image
+(generate.py's output for that frame as a PNG, to the bit, before H.264). Choices a clip makes for us
+(README, "Video"; docs/PERFORMANCE.md, "Video"):
+- colour: the output is tagged with the input's colour matrix (BT.601 if the input has none, as ffmpeg
+  reads such a clip), primaries and transfer, in studio range; a full-range input is converted to it;
 - frame rate: the input's, constant; a variable-rate clip keeps its frames (none dropped or repeated) at
   its average rate;
 - rotation: ffmpeg turns the frames upright when decoding; the output carries no rotation tag;
@@ -34,6 +41,11 @@ DEFAULT_CRF = 18  # libx264's constant rate factor: 18 is visually lossless for 
 DEFAULT_PRESET = 'medium'  # libx264's speed/size trade-off
 
 
+# Y'CbCr matrices that a 4:2:0 frame's planes can be passed through in: the output is tagged with the same
+UNTAGGED_MATRIX = 'smpte170m'  # BT.601: what ffmpeg converts an untagged clip's frames to RGB with
+YCBCR_MATRICES = ('bt470bg', 'smpte170m', 'bt709', 'smpte240m', 'fcc', 'bt2020nc')
+
+
 def is_video_file(path):
   return path.lower().endswith(VIDEO_EXTENSIONS)
 
@@ -46,13 +58,29 @@ def exact_rate(fps):
   return fractions.Fraction(fps).limit_denominator(1001)
 
 
-class Decoder:
-  """The frames of a clip as uint8 [H, W, 3] RGB arrays, read ahead by a thread of its own."""
+def colour_tags(pix_fmt):
+  """The colour description of ffmpeg's stream line, e.g. 'yuv420p(tv, bt709, progressive)' or
+  'yuv420p(tv, bt470bg/bt709/unknown, progressive)', as {'colorspace': ..., 'color_primaries': ...,
+  'color_trc': ...}: ffmpeg's encoder options, for the ones the stream names."""
+  details = pix_fmt.partition('(')[2].rstrip(')').split(', ')
+  names = next((item.split('/') for item in details if '/' in item or item in YCBCR_MATRICES), [])
+  names = names * 3 if len(names) == 1 else names  # one name: matrix, primaries and transfer alike
+  return {option: name for option, name in zip(('colorspace', 'color_primaries', 'color_trc'), names)
+          if name != 'unknown'}
 
-  def __init__(self, path, max_frames=0):
-    output_params = ['-fps_mode', 'passthrough'] + (['-frames:v', str(max_frames)] if max_frames else [])
+
+class Decoder:
+  """The frames of a clip, read ahead by a thread of its own: uint8 [H, W, 3] RGB arrays, or with
+  `yuv420` (and an even frame size, a Y'CbCr input), each frame's 4:2:0 planes, (Y [H, W], Cb and Cr
+  [2, H/2, W/2]), in studio range.
+
+  self.yuv420 says which; self.colour holds the encoder options that describe the frames' colour.
+  """
+
+  def __init__(self, path, max_frames=0, yuv420=False):
     self.path = path
-    self.reader = imageio_ffmpeg.read_frames(path, output_params=output_params)
+    self.output_params = ['-fps_mode', 'passthrough'] + (['-frames:v', str(max_frames)] if max_frames else [])
+    self.reader = self._open(yuv420)
     try:
       meta = next(self.reader)
     except (OSError, RuntimeError, StopIteration) as error:
@@ -65,6 +93,15 @@ class Decoder:
     if 'size' not in meta or not meta.get('fps'):
       raise utils.InputError(f'{path}: has no video stream')
     self.width, self.height = meta['size']
+    self.colour = colour_tags(meta.get('pix_fmt', ''))
+    if self.colour.get('colorspace') not in YCBCR_MATRICES:
+      self.colour['colorspace'] = UNTAGGED_MATRIX
+    self.yuv420 = (yuv420 and self.width % 2 == 0 and self.height % 2 == 0
+                   and meta.get('pix_fmt', '').startswith('yuv'))
+    if yuv420 and not self.yuv420:  # no 4:2:0 planes of this frame size or colour: RGB frames
+      self.reader.close()
+      self.reader = self._open(False)
+      next(self.reader)
     self.rate = exact_rate(meta['fps'])
     self.has_audio = 'audio_codec' in meta
     expected = round(meta.get('duration', 0) * meta['fps'])
@@ -75,12 +112,29 @@ class Decoder:
     self.thread = threading.Thread(target=self._read, daemon=True)
     self.thread.start()
 
+  def _open(self, yuv420):
+    """imageio-ffmpeg's frame generator: 4:2:0 planes in studio range ('-color_range tv' converts a
+    full-range input), or RGB."""
+    if yuv420:
+      return imageio_ffmpeg.read_frames(self.path, pix_fmt='yuv420p', bits_per_pixel=12,
+                                        output_params=self.output_params + ['-color_range', 'tv'])
+    return imageio_ffmpeg.read_frames(self.path, output_params=self.output_params)
+
+  def _frame(self, data):
+    """The bytes of one frame as arrays (views, no copy)."""
+    pixels = np.frombuffer(data, np.uint8)
+    if not self.yuv420:
+      return pixels.reshape(self.height, self.width, 3)
+    luma_size = self.height * self.width
+    return (pixels[:luma_size].reshape(self.height, self.width),
+            pixels[luma_size:].reshape(2, self.height // 2, self.width // 2))
+
   def _read(self):
     try:
       for frame in self.reader:
         if self.stopping:
           break
-        self.frames.put(np.frombuffer(frame, np.uint8).reshape(self.height, self.width, 3))
+        self.frames.put(self._frame(frame))
     except Exception as error:  # pylint: disable=broad-except  # reported by __iter__, in the main thread
       self.error = error
     finally:
@@ -104,16 +158,22 @@ class Decoder:
 
 
 class Encoder:
-  """An ffmpeg process that encodes RGB frames to H.264 and muxes in an audio stream, fed by a thread."""
+  """An ffmpeg process that encodes frames to H.264 and muxes in an audio stream, fed by a thread.
 
-  def __init__(self, path, width, height, rate, audio_from, crf, preset):
+  Frames are RGB arrays, or with `yuv420` (Y, CbCr) planes as Decoder gives them. `colour`: the encoder
+  options that describe them (Decoder.colour); RGB frames are converted to Y'CbCr with that matrix.
+  """
+
+  def __init__(self, path, width, height, rate, audio_from, crf, preset, yuv420=False, colour=None):
+    colour_options = [item for option, name in (colour or {}).items() for item in (f'-{option}', name)]
+    colour_options += ['-color_range', 'tv']
     command = [imageio_ffmpeg.get_ffmpeg_exe(), '-v', 'error', '-y',
-               '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{width}x{height}', '-framerate', str(rate),
-               '-i', '-']
+               '-f', 'rawvideo', '-pix_fmt', 'yuv420p' if yuv420 else 'rgb24', '-s', f'{width}x{height}',
+               '-framerate', str(rate)] + (colour_options if yuv420 else []) + ['-i', '-']
     if audio_from:
       command += ['-i', audio_from, '-map', '0:v:0', '-map', '1:a:0', '-c:a', 'copy', '-shortest']
-    command += ['-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', str(crf), '-preset', preset,
-                '-f', 'mp4', path]
+    command += ['-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', str(crf), '-preset', preset
+                ] + colour_options + ['-f', 'mp4', path]
     self.width, self.height = width, height
     self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     self.frames = queue.Queue(QUEUE_FRAMES)
@@ -124,7 +184,11 @@ class Encoder:
   def _write(self):
     try:
       while (frame := self.frames.get()) is not None:
-        self.process.stdin.write(np.ascontiguousarray(frame[:self.height, :self.width]).data)
+        if isinstance(frame, tuple):  # 4:2:0 planes: even sizes, nothing to crop
+          for plane in frame:
+            self.process.stdin.write(np.ascontiguousarray(plane).data)
+        else:
+          self.process.stdin.write(np.ascontiguousarray(frame[:self.height, :self.width]).data)
     except OSError as error:  # the encoder died: its stderr says why
       self.error = error
       while self.frames.get() is not None:  # let the main thread finish its puts
@@ -155,7 +219,7 @@ def upscale_video(upscaler, path, output, crf=DEFAULT_CRF, preset=DEFAULT_PRESET
   did are written.
   """
   started = time.perf_counter()
-  decoder = Decoder(path, max_frames)
+  decoder = Decoder(path, max_frames, yuv420=upscaler.channels == 'y')
   scale = upscaler.scale
   width, height = decoder.width * scale // 2 * 2, decoder.height * scale // 2 * 2  # even, for 4:2:0
   frames = 0
@@ -163,11 +227,11 @@ def upscale_video(upscaler, path, output, crf=DEFAULT_CRF, preset=DEFAULT_PRESET
     encoder = None
     try:
       encoder = Encoder(temporary, width, height, decoder.rate, path if decoder.has_audio else None, crf,
-                        preset)
+                        preset, decoder.yuv420, decoder.colour)
       with tqdm(total=decoder.expected_frames or None, desc=os.path.basename(path), unit='frame',
                 leave=False, disable=None) as progress:
         for frame in decoder:
-          encoder.write(upscaler.upscale(frame))
+          encoder.write(upscaler.upscale_yuv420(*frame) if decoder.yuv420 else upscaler.upscale(frame))
           frames += 1
           progress.update(1)
       if frames == 0:

@@ -63,19 +63,68 @@ def test_a_clip_keeps_its_frame_count_rate_and_sound_at_r_times_the_size(tmp_pat
   assert meta['audio_codec'] == source_meta['audio_codec'] == 'aac'
 
 
-def test_a_frame_is_generates_output_for_that_frame_up_to_h264s_loss(tmp_path):
-  """Frame 7 of the output against generate.py's job on frame 7 of the input, extracted as a PNG."""
+LOSSLESS = ('-c:v', 'libx264', '-crf', '0')  # x264's lossless mode: the clip's planes are the photo's conversion
+COLOUR_CASES = {  # an input's colour description -> (its encoder options, its frame size)
+    'untagged (BT.601)': (LOSSLESS + ('-pix_fmt', 'yuv420p'), (96, 64)),
+    'BT.709': (LOSSLESS + ('-pix_fmt', 'yuv420p', '-colorspace', 'bt709'), (96, 64)),
+    'BT.709, full range': (LOSSLESS + ('-pix_fmt', 'yuv420p', '-color_range', 'pc', '-colorspace', 'bt709'),
+                           (96, 64)),
+    'BT.709, odd size (RGB frames)': (LOSSLESS + ('-pix_fmt', 'yuv444p', '-colorspace', 'bt709'), (95, 63)),
+}
+
+
+@pytest.mark.parametrize('case', COLOUR_CASES)
+def test_a_frame_is_generates_output_for_that_frame_up_to_h264s_loss(tmp_path, case):
+  """Frame 7 of the output against generate.py's job on frame 7 of the input, extracted as a PNG (ffmpeg
+  converts it to RGB by its colour description). H.264 at --crf=18 costs about 46 dB here; a wrong colour
+  matrix or range costs more than 4 dB (measured: 41.9 untagged output of a BT.709 clip, 28 full range)."""
   model = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir('y', 3), 3, 'y')
-  clip = make_photo_clip(tmp_path / 'clip.mp4', 96, 64, 12)
+  codec, (width, height) = COLOUR_CASES[case]
+  clip = make_photo_clip(tmp_path / 'clip.mp4', width, height, 12, codec=codec)
   video.upscale_video(model, str(clip), str(tmp_path / 'clip_x3.mp4'))
   subprocess.run([FFMPEG, '-v', 'error', '-i', str(clip), '-vf', r'select=eq(n\,7)', '-frames:v', '1',
                   str(tmp_path / 'frame7.png')], check=True)
   inference.upscale_file(model, lambda: utils.load_image(str(tmp_path / 'frame7.png')), str(tmp_path / 'sr.png'))
-  expected = np.asarray(Image.open(tmp_path / 'sr.png'))
-  _, decoded = read_clip(tmp_path / 'clip_x3.mp4')
-  assert utils.psnr_y(expected, decoded[7], 0) >= 40.0
+  expected = np.asarray(Image.open(tmp_path / 'sr.png'))[:height * 3 // 2 * 2, :width * 3 // 2 * 2]
+  meta, decoded = read_clip(tmp_path / 'clip_x3.mp4')
+  assert 'tv, bt709' in meta['pix_fmt'] if 'BT.709' in case else 'tv, smpte170m' in meta['pix_fmt']
+  assert utils.psnr_y(expected, decoded[7], 0) >= 44.0
   assert utils.psnr_y(expected, decoded[9], 0) < 35.0  # the right frame: two pixels of panning are far off
   model.session.close()
+
+
+def read_planes(path):
+  """The 4:2:0 planes of each frame of a clip: [(Y [H, W], Cb and Cr [2, H/2, W/2])]."""
+  reader = imageio_ffmpeg.read_frames(str(path), pix_fmt='yuv420p', bits_per_pixel=12)
+  width, height = next(reader)['size']
+  planes = [np.frombuffer(frame, np.uint8) for frame in reader]
+  return [(frame[:width * height].reshape(height, width), frame[width * height:].reshape(2, height // 2, width // 2))
+          for frame in planes]
+
+
+def test_a_y_model_upscales_the_y_plane_as_it_is(tmp_path, model):
+  """Lossless in and out: the output's Y plane is the network's on the input's Y plane, bit for bit, as
+  generate.py upscales a grayscale image (no RGB on the way)."""
+  clip = make_photo_clip(tmp_path / 'clip.mp4', 64, 48, 3, codec=LOSSLESS + ('-pix_fmt', 'yuv420p'))
+  video.upscale_video(model, str(clip), str(tmp_path / 'clip_x3.mp4'), crf=0, preset='ultrafast')
+  for (lr_luma, _), (sr_luma, _) in zip(read_planes(clip), read_planes(tmp_path / 'clip_x3.mp4'), strict=True):
+    np.testing.assert_array_equal(sr_luma, model.upscale(lr_luma))
+
+
+def test_upscaled_chroma_lies_where_h264_sites_it(model):
+  """Bicubic interpolation reproduces a ramp: each HR chroma sample takes the ramp's value where it lies.
+  H.264 sites chroma level with the left luma column: HR column k of a x3 frame is LR chroma column
+  k/3 - 1/6; rows are centred: (k + 0.5)/3 - 0.5. (At 10 levels per pixel, a centred column is 1.7 off.)"""
+  height, width = 12, 16
+  rows, columns = np.mgrid[0:height, 0:width]
+  chroma = np.stack([40 + 10 * columns, 40 + 10 * rows]).astype(np.uint8)  # Cb along x, Cr along y
+  _, sr_chroma = model.upscale_yuv420(np.zeros((2 * height, 2 * width), np.uint8), chroma)
+  assert sr_chroma.shape == (2, 3 * height, 3 * width)
+  interior = slice(6, -9)  # HR samples whose 4 nearest LR samples lie inside the ramp, away from the mirrored edge
+  expected_cb = 40 + 10 * (np.arange(3 * width) / 3 - 1 / 6)
+  expected_cr = 40 + 10 * ((np.arange(3 * height) + 0.5) / 3 - 0.5)
+  assert np.abs(sr_chroma[0][:, interior] - expected_cb[interior]).max() <= 0.5
+  assert np.abs(sr_chroma[1][interior, :].T - expected_cr[interior]).max() <= 0.5
 
 
 def test_an_odd_output_size_loses_its_last_column_and_row(tmp_path, model):
@@ -109,12 +158,12 @@ def test_an_interrupted_clip_leaves_an_earlier_output_as_it_was(tmp_path, model,
   output.write_bytes(b'an earlier complete output')
   calls = []
 
-  def interrupted(frame):
-    calls.append(frame)
+  def interrupted(luma, chroma):
+    calls.append(luma)
     if len(calls) == 25:
       raise KeyboardInterrupt
-    return np.repeat(np.repeat(frame, 3, axis=0), 3, axis=1)
-  monkeypatch.setattr(model, 'upscale', interrupted)
+    return luma.repeat(3, axis=0).repeat(3, axis=1), chroma.repeat(3, axis=1).repeat(3, axis=2)
+  monkeypatch.setattr(model, 'upscale_yuv420', interrupted)
   with pytest.raises(KeyboardInterrupt):
     video.upscale_video(model, str(clip), str(output), preset='ultrafast')
   assert [path.name for path in output.parent.iterdir()] == ['clip_x3.mp4']

@@ -3,7 +3,8 @@
 Runs, in turn in each of --rounds rounds in one process (so that a busy spell of a shared machine slows
 all of them alike): the whole job on --input (decode, reconstruction, encode, overlapped by video.py's
 threads); the network alone on the same frames; and each stage on its own: decoding, the reconstruction
-(the network plus colour conversion, bicubic chroma and merge), encoding. Reports the medians: the job's and
+(the network plus, for 4:2:0 planes ('y' models, even sizes), the rounding of Y and the bicubic chroma
+planes; for RGB frames, colour conversion, bicubic chroma and merge), encoding. Reports the medians: the job's and
 the network's frames per second and their ratio, and each stage's milliseconds per frame.
 
   python -m tools.make_clip --output=result/clip.mp4 --size=640x360 --seconds=2
@@ -35,19 +36,20 @@ def define_flags():
   flags.DEFINE_string('json', '', 'Also write the report to this JSON file.')
 
 
-def decoded_frames(path):
-  """(the frames of a clip, its frame rate)."""
-  decoder = video.Decoder(path)
+def decoded_frames(path, yuv420):
+  """(the frames of a clip as the job decodes them, the decoder): 4:2:0 planes or RGB (video.Decoder)."""
+  decoder = video.Decoder(path, yuv420=yuv420)
   try:
-    return list(decoder), decoder.rate
+    return list(decoder), decoder
   finally:
     decoder.close()
 
 
-def encode(frames, rate, path):
+def encode(frames, decoder, path):
   """The encoder alone, on finished frames."""
-  height, width = frames[0].shape[:2]
-  encoder = video.Encoder(path, width // 2 * 2, height // 2 * 2, rate, None, FLAGS.crf, FLAGS.preset)
+  height, width = (frames[0][0] if decoder.yuv420 else frames[0]).shape[:2]
+  encoder = video.Encoder(path, width // 2 * 2, height // 2 * 2, decoder.rate, None, FLAGS.crf, FLAGS.preset,
+                          decoder.yuv420, decoder.colour)
   for frame in frames:
     encoder.write(frame)
   encoder.finish()
@@ -59,22 +61,24 @@ def main(argv):
   utils.ensure_writable_parent(FLAGS.json)
   upscaler = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(FLAGS.channels, FLAGS.scale),
                                                 FLAGS.scale, FLAGS.channels)
-  frames, rate = decoded_frames(FLAGS.input)
-  network_inputs = [upscaler.network_input(frame) for frame in frames]
+  yuv420 = FLAGS.channels == 'y'  # as video.upscale_video decides
+  frames, decoder = decoded_frames(FLAGS.input, yuv420)
+  reconstruct = (lambda frame: upscaler.upscale_yuv420(*frame)) if decoder.yuv420 else upscaler.upscale
+  network_inputs = [upscaler.network_input(frame[0] if decoder.yuv420 else frame) for frame in frames]
   with tempfile.TemporaryDirectory() as work_dir:
     output = os.path.join(work_dir, 'clip.mp4')
-    upscaled = [upscaler.upscale(frame) for frame in frames]
+    upscaled = [reconstruct(frame) for frame in frames]
     timed = {'job': lambda: video.upscale_video(upscaler, FLAGS.input, output, FLAGS.crf, FLAGS.preset),
              'network': lambda: [upscaler.network(lr_image) for lr_image in network_inputs],
-             'decode': lambda: decoded_frames(FLAGS.input),
-             'reconstruction': lambda: [upscaler.upscale(frame) for frame in frames],
-             'encode': lambda: encode(upscaled, rate, output)}
+             'decode': lambda: decoded_frames(FLAGS.input, yuv420),
+             'reconstruction': lambda: [reconstruct(frame) for frame in frames],
+             'encode': lambda: encode(upscaled, decoder, output)}
     seconds = benchmark.time_runs(list(timed.values()), FLAGS.rounds, warmup=1)  # warm-up: XLA compiles
   medians = {name: float(np.median(values)) for name, values in zip(timed, seconds)}
   count = len(frames)
   job_fps, network_fps = count / medians['job'], count / medians['network']
-  height, width = frames[0].shape[:2]
-  report = {'input': FLAGS.input, 'size': f'{width}x{height}',
+  height, width = (frames[0][0] if decoder.yuv420 else frames[0]).shape[:2]
+  report = {'input': FLAGS.input, 'size': f'{width}x{height}', 'frames_as': 'yuv420' if decoder.yuv420 else 'rgb',
             'output_size': f'{width * FLAGS.scale // 2 * 2}x{height * FLAGS.scale // 2 * 2}',
             'frames': count, 'scale': FLAGS.scale, 'channels': FLAGS.channels, 'preset': FLAGS.preset,
             'crf': FLAGS.crf, 'rounds': FLAGS.rounds, 'job_fps': job_fps, 'network_fps': network_fps,
