@@ -1,9 +1,10 @@
 """Running the trained network on whole images: the reconstruction graph, freezing, tiles and Upscaler.
 
-espcn.py is the network. This module is what surrounds it at inference, 8-bit RGB in, 8-bit RGB out:
+espcn.py is the network. This module is what surrounds it at inference, 8-bit pixels in and out:
 
 - reconstruction_graph: RGB -> YCbCr, the network on Y ('y' mode) or on R, G, B ('rgb'), bicubic chroma as
-  a sub-pixel convolution with fixed weights, the colour merge, rounding to 8 bits;
+  a sub-pixel convolution with fixed weights, the colour merge, rounding to 8 bits; and for a video frame's
+  4:2:0 planes, Y through the network and Cb, Cr through bicubic interpolation (chroma_graph), no RGB;
 - Upscaler: restores a checkpoint (checkpoints.py), freezes the weights into constants, and runs the graph on
   images of any size and colour mode, tile by tile when they are large;
 - --precision=bfloat16: layer 2 rewritten to bfloat16 in the frozen graph.
@@ -57,7 +58,9 @@ def chroma_siting_shift(scale):
 
   H.264 (and MPEG-2, HEVC) put a chroma sample level with the left one of its two luma columns, and halfway
   between its two luma rows. Vertically that is the centred grid of bicubic_weights; horizontally, the HR
-  chroma sample k sits at LR chroma column k / r - (r - 1) / (4r), not at (k + 0.5) / r - 0.5.
+  chroma sample k sits at LR chroma column k / r - (r - 1) / (4r), not at (k + 0.5) / r - 0.5. Assumed for
+  every clip: ffmpeg's decoder does not say where a clip's chroma lies (MJPEG centres it: off by a sixth of
+  an LR chroma pixel at x3).
   """
   return (scale - 1) / (4 * scale)
 
@@ -90,7 +93,7 @@ def bicubic_subpixels(images, scale, mix=None, column_shift=0.0):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The reconstruction graph: 8-bit RGB in, 8-bit RGB out
+# The reconstruction graph: 8-bit pixels in, 8-bit pixels out
 # ---------------------------------------------------------------------------------------------------------
 
 def rgb_to_ycbcr(rgb):
@@ -106,8 +109,8 @@ class Reconstruction(NamedTuple):
   sr_image: tf.Tensor  # the network's output: float32 [rH, rW, C]
   sr_pixels: tf.Tensor  # the reconstruction: uint8 [rH, rW, 3]
   sr_channels: tf.Tensor  # the network's output rounded to 8 bits: uint8 [rH, rW, C] (a video frame's Y)
-  lr_chroma: tf.Tensor  # uint8 placeholder [2, h, w]: the Cb and Cr planes of a 4:2:0 video frame
-  sr_chroma: tf.Tensor  # those planes upscaled by bicubic interpolation: uint8 [2, rh, rw]
+  lr_chroma: tf.Tensor  # uint8 placeholder [h, w, 2]: the Cb and Cr planes of a 4:2:0 video frame
+  sr_chroma: tf.Tensor  # those planes upscaled by bicubic interpolation: uint8 [rh, rw, 2]
 
 
 def reconstruction_graph(build_network, scale, channels):
@@ -148,18 +151,20 @@ def reconstruction_graph(build_network, scale, channels):
     else:
       sr_rgb = 255.0 * sr_images  # [1, rH, rW, 3]
     sr_pixels = tf.saturate_cast(tf.round(sr_rgb[0]), tf.uint8)  # [rH, rW, 3]
-  sr_channels = tf.saturate_cast(tf.round(255.0 * sr_images[0]), tf.uint8)  # [rH, rW, C]
+  with tf.xla.experimental.jit_scope():  # scaling, rounding and cast in one pass over a clip's frames
+    sr_channels = tf.saturate_cast(tf.round(255.0 * sr_images[0]), tf.uint8)  # [rH, rW, C]
   return Reconstruction(lr_pixels, lr_image, sr_images[0], sr_pixels, sr_channels, *chroma_graph(scale))
 
 
 def chroma_graph(scale):
   """(lr_chroma, sr_chroma): a 4:2:0 frame's chroma planes upscaled by bicubic interpolation, where H.264
   sites them (chroma_siting_shift). A video frame's colour in 'y' mode, with no RGB on either side."""
-  lr_chroma = tf.placeholder(tf.uint8, [2, None, None], name='lr_chroma')  # [2, h, w]: Cb and Cr
-  subpixels = bicubic_subpixels(tf.cast(lr_chroma, tf.float32)[..., None], scale,  # [2, h, w, r*r]
+  lr_chroma = tf.placeholder(tf.uint8, [None, None, 2], name='lr_chroma')  # [h, w, 2]: Cb and Cr
+  subpixels = bicubic_subpixels(tf.cast(lr_chroma, tf.float32)[None], scale,  # [1, h, w, r*r*2]
                                 column_shift=chroma_siting_shift(scale))
-  sr_chroma = espcn.phase_shift(subpixels, scale, 1)[..., 0]  # [2, rh, rw]
-  return lr_chroma, tf.saturate_cast(tf.round(sr_chroma), tf.uint8)
+  with tf.xla.experimental.jit_scope():  # shuffle, rounding and cast in one pass over a clip's frames
+    sr_chroma = tf.saturate_cast(tf.round(espcn.phase_shift(subpixels, scale, 2)[0]), tf.uint8)  # [rh, rw, 2]
+  return lr_chroma, sr_chroma
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -283,6 +288,7 @@ class Upscaler:
     return cls(tf.Session(graph=graph), scale, channels, output_activation, tile)
 
   def _set_tensors(self, reconstruction):
+    """The reconstruction's tensors as attributes of the same names (self.lr_pixels ...)."""
     for name, tensor in reconstruction._asdict().items():
       setattr(self, name, tensor)
 
@@ -310,12 +316,16 @@ class Upscaler:
     return self._tiled(image, self._reconstruct)
 
   def upscale_yuv420(self, luma, chroma):
-    """The planes of a 4:2:0 video frame, uint8 Y [H, W] and Cb, Cr [2, H/2, W/2], upscaled to the same
-    of rH x rW: Y by the network ('y' models), Cb and Cr by bicubic interpolation (chroma_graph). No RGB
-    in or out, a quarter of the chroma: video.py's path for even frame sizes."""
+    """Upscales the planes of a 4:2:0 video frame, uint8 Y [H, W] and Cb, Cr [2, H/2, W/2], to planes of
+    the same layout for rH x rW: Y by the network ('y' models only), Cb and Cr by bicubic interpolation
+    (chroma_graph). No RGB in or out, a quarter of the chroma: video.py's path for even frame sizes."""
+    if self.channels != 'y':
+      raise ValueError(f'upscale_yuv420 needs a y model, not {self.channels}')
     sr_luma = self._tiled(luma, lambda window: self.session.run(
         self.sr_channels, {self.lr_image: self.network_input(window)})[..., 0])  # [rH, rW]
-    return sr_luma, self.session.run(self.sr_chroma, {self.lr_chroma: chroma})
+    sr_chroma = self._tiled(chroma.transpose(1, 2, 0), lambda window: self._narrow_safe(  # [rh, rw, 2]
+        window, lambda wide: self.session.run(self.sr_chroma, {self.lr_chroma: wide})))
+    return sr_luma, sr_chroma.transpose(2, 0, 1)  # [2, rh, rw]
 
   def _tiled(self, image, reconstruct):
     """reconstruct(window) on the whole image in one pass, or tile by tile with TILE_MARGIN pixels of
@@ -330,7 +340,7 @@ class Upscaler:
       window_top, window_left = max(top - TILE_MARGIN, 0), max(left - TILE_MARGIN, 0)
       window = image[window_top:min(bottom + TILE_MARGIN, height),
                      window_left:min(right + TILE_MARGIN, width)]
-      sr_window = reconstruct(window)  # [rh, rw] or [rh, rw, 3] of the window
+      sr_window = reconstruct(window)  # [rh, rw] or [rh, rw, C] of the window
       rows = slice((top - window_top) * scale, (bottom - window_top) * scale)
       columns = slice((left - window_left) * scale, (right - window_left) * scale)
       output[top * scale:bottom * scale, left * scale:right * scale] = sr_window[rows, columns]
@@ -339,16 +349,22 @@ class Upscaler:
   def _reconstruct(self, window):
     """uint8 [h, w, 3] or [h, w] -> uint8 [rh, rw, 3] or [rh, rw]."""
     if window.ndim == 3:
-      height, width = window.shape[:2]
-      if self.channels == 'y' and min(height, width) < BICUBIC_RADIUS:
-        # The chroma's mirrored border (tf.pad SYMMETRIC) can be at most as wide as the image: a side of
-        # one pixel (a 1x1 photo, a 1-pixel strip) is doubled, its mirror image, and the result cropped back.
-        doubled = np.pad(window, [(0, max(0, BICUBIC_RADIUS - height)), (0, max(0, BICUBIC_RADIUS - width)),
-                                  (0, 0)], mode='edge')
-        return self._reconstruct(doubled)[:height * self.scale, :width * self.scale]
+      if self.channels == 'y':
+        return self._narrow_safe(window, lambda wide: self.session.run(self.sr_pixels, {self.lr_pixels: wide}))
       return self.session.run(self.sr_pixels, {self.lr_pixels: window})
     sr = self.network(self.network_input(window))  # [rh, rw, C]
     return utils.to_uint8(255.0 * sr.mean(axis=2))  # 'y': the one channel; 'rgb': the mean of R, G, B
+
+  def _narrow_safe(self, window, upscale_chroma):
+    """upscale_chroma(window) [h, w, C] for a window of any size: bicubic chroma's mirrored border (tf.pad
+    SYMMETRIC) can be at most as wide as the image, so a side of one pixel (a 1x1 photo, a 1-pixel strip)
+    is doubled, its mirror image, and the result cropped back."""
+    height, width = window.shape[:2]
+    if min(height, width) >= BICUBIC_RADIUS:
+      return upscale_chroma(window)
+    doubled = np.pad(window, [(0, max(0, BICUBIC_RADIUS - height)), (0, max(0, BICUBIC_RADIUS - width)), (0, 0)],
+                     mode='edge')
+    return upscale_chroma(doubled)[:height * self.scale, :width * self.scale]
 
   def network_input(self, window):
     """What the network sees of a uint8 window, as float32 [h, w, C] in [0, 1].

@@ -39,10 +39,7 @@ VIDEO_EXTENSIONS = ('.mp4', '.mov', '.mkv', '.avi', '.webm')
 QUEUE_FRAMES = 4  # frames waiting between the decoder, the network and the encoder
 DEFAULT_CRF = 18  # libx264's constant rate factor: 18 is visually lossless for most content
 DEFAULT_PRESET = 'medium'  # libx264's speed/size trade-off
-
-
-# Y'CbCr matrices that a 4:2:0 frame's planes can be passed through in: the output is tagged with the same
-UNTAGGED_MATRIX = 'smpte170m'  # BT.601: what ffmpeg converts an untagged clip's frames to RGB with
+# Y'CbCr colour matrices (ffmpeg's names) whose 4:2:0 planes pass through as they are, tagged the same
 YCBCR_MATRICES = ('bt470bg', 'smpte170m', 'bt709', 'smpte240m', 'fcc', 'bt2020nc')
 
 
@@ -69,39 +66,44 @@ def colour_tags(pix_fmt):
           if name != 'unknown'}
 
 
+def assumed_matrix(width, height):
+  """The colour matrix that players assume for a clip that names none: BT.709 at HD sizes, BT.601 below."""
+  return 'bt709' if width >= 1280 or height > 576 else 'smpte170m'
+
+
 class Decoder:
   """The frames of a clip, read ahead by a thread of its own: uint8 [H, W, 3] RGB arrays, or with
-  `yuv420` (and an even frame size, a Y'CbCr input), each frame's 4:2:0 planes, (Y [H, W], Cb and Cr
+  `yuv420` (if the clip is Y'CbCr of an even frame size), each frame's 4:2:0 planes, (Y [H, W], Cb and Cr
   [2, H/2, W/2]), in studio range.
 
-  self.yuv420 says which; self.colour holds the encoder options that describe the frames' colour.
+  self.yuv420 says which; self.colour holds the encoder options that describe the frames' colour: the
+  clip's own, with a Y'CbCr matrix that players would assume if it names none (its frames are read with
+  that matrix too), or one to convert RGB frames with if its matrix is not Y'CbCr.
   """
 
   def __init__(self, path, max_frames=0, yuv420=False):
     self.path = path
     self.output_params = ['-fps_mode', 'passthrough'] + (['-frames:v', str(max_frames)] if max_frames else [])
-    self.reader = self._open(yuv420)
+    probe = imageio_ffmpeg.read_frames(path)  # the clip's header: size, rate, colour, streams
     try:
-      meta = next(self.reader)
-    except (OSError, RuntimeError, StopIteration) as error:
-      log = str(error)  # imageio-ffmpeg's message carries ffmpeg's log, which lists the streams
-      if 'Stream #' in log and 'Video:' not in log:
-        raise utils.InputError(f'{path}: has no video stream') from None
-      if 'Video:' in log and 'Nothing was written' in log:
-        raise utils.InputError(f'{path}: no video frames decode (an empty or corrupt video stream)') from None
-      raise utils.InputError(f'{path}: not a video that ffmpeg can decode ({log.splitlines()[0]})') from None
+      meta = self._header(probe)
+    finally:
+      probe.close()
     if 'size' not in meta or not meta.get('fps'):
       raise utils.InputError(f'{path}: has no video stream')
     self.width, self.height = meta['size']
     self.colour = colour_tags(meta.get('pix_fmt', ''))
-    if self.colour.get('colorspace') not in YCBCR_MATRICES:
-      self.colour['colorspace'] = UNTAGGED_MATRIX
-    self.yuv420 = (yuv420 and self.width % 2 == 0 and self.height % 2 == 0
-                   and meta.get('pix_fmt', '').startswith('yuv'))
-    if yuv420 and not self.yuv420:  # no 4:2:0 planes of this frame size or colour: RGB frames
+    named_matrix = self.colour.get('colorspace')
+    if named_matrix not in YCBCR_MATRICES:  # none (read as players read it), or RGB, YCgCo ...
+      self.colour['colorspace'] = assumed_matrix(*meta['source_size'])
+    self.yuv420 = (yuv420 and named_matrix in YCBCR_MATRICES + (None,) and meta['pix_fmt'].startswith('yuv')
+                   and self.width % 2 == 0 and self.height % 2 == 0)
+    self.reader = self._open(['-colorspace', self.colour['colorspace']] if named_matrix is None else [])
+    try:
+      self._header(self.reader)
+    except utils.InputError:
       self.reader.close()
-      self.reader = self._open(False)
-      next(self.reader)
+      raise
     self.rate = exact_rate(meta['fps'])
     self.has_audio = 'audio_codec' in meta
     expected = round(meta.get('duration', 0) * meta['fps'])
@@ -112,13 +114,26 @@ class Decoder:
     self.thread = threading.Thread(target=self._read, daemon=True)
     self.thread.start()
 
-  def _open(self, yuv420):
+  def _header(self, reader):
+    """The first item of an imageio-ffmpeg frame generator, the clip's metadata; one InputError line if
+    ffmpeg cannot read the clip."""
+    try:
+      return next(reader)
+    except (OSError, RuntimeError, StopIteration) as error:
+      log = str(error)  # imageio-ffmpeg's message carries ffmpeg's log, which lists the streams
+      if 'Stream #' in log and 'Video:' not in log:
+        raise utils.InputError(f'{self.path}: has no video stream') from None
+      if 'Video:' in log and 'Nothing was written' in log:
+        raise utils.InputError(f'{self.path}: no video frames decode (an empty or corrupt video stream)') from None
+      raise utils.InputError(f'{self.path}: not a video that ffmpeg can decode ({log.splitlines()[0]})') from None
+
+  def _open(self, input_params):
     """imageio-ffmpeg's frame generator: 4:2:0 planes in studio range ('-color_range tv' converts a
-    full-range input), or RGB."""
-    if yuv420:
-      return imageio_ffmpeg.read_frames(self.path, pix_fmt='yuv420p', bits_per_pixel=12,
+    full-range clip), or RGB."""
+    if self.yuv420:
+      return imageio_ffmpeg.read_frames(self.path, pix_fmt='yuv420p', bits_per_pixel=12, input_params=input_params,
                                         output_params=self.output_params + ['-color_range', 'tv'])
-    return imageio_ffmpeg.read_frames(self.path, output_params=self.output_params)
+    return imageio_ffmpeg.read_frames(self.path, input_params=input_params, output_params=self.output_params)
 
   def _frame(self, data):
     """The bytes of one frame as arrays (views, no copy)."""
@@ -174,7 +189,7 @@ class Encoder:
       command += ['-i', audio_from, '-map', '0:v:0', '-map', '1:a:0', '-c:a', 'copy', '-shortest']
     command += ['-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', str(crf), '-preset', preset
                 ] + colour_options + ['-f', 'mp4', path]
-    self.width, self.height = width, height
+    self.width, self.height, self.yuv420 = width, height, yuv420
     self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     self.frames = queue.Queue(QUEUE_FRAMES)
     self.error = None
@@ -184,7 +199,7 @@ class Encoder:
   def _write(self):
     try:
       while (frame := self.frames.get()) is not None:
-        if isinstance(frame, tuple):  # 4:2:0 planes: even sizes, nothing to crop
+        if self.yuv420:  # (Y, CbCr) planes: even sizes, nothing to crop
           for plane in frame:
             self.process.stdin.write(np.ascontiguousarray(plane).data)
         else:

@@ -13,6 +13,7 @@ import inference
 import utils
 import video
 from conftest import REPO_ROOT
+from runtime import tf
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -87,7 +88,8 @@ def test_a_frame_is_generates_output_for_that_frame_up_to_h264s_loss(tmp_path, c
   inference.upscale_file(model, lambda: utils.load_image(str(tmp_path / 'frame7.png')), str(tmp_path / 'sr.png'))
   expected = np.asarray(Image.open(tmp_path / 'sr.png'))[:height * 3 // 2 * 2, :width * 3 // 2 * 2]
   meta, decoded = read_clip(tmp_path / 'clip_x3.mp4')
-  assert 'tv, bt709' in meta['pix_fmt'] if 'BT.709' in case else 'tv, smpte170m' in meta['pix_fmt']
+  matrix = 'bt709' if 'BT.709' in case else 'smpte170m'  # the input's, or BT.601 for an untagged SD clip
+  assert f'tv, {matrix}' in meta['pix_fmt']
   assert utils.psnr_y(expected, decoded[7], 0) >= 44.0
   assert utils.psnr_y(expected, decoded[9], 0) < 35.0  # the right frame: two pixels of panning are far off
   model.session.close()
@@ -102,29 +104,56 @@ def read_planes(path):
           for frame in planes]
 
 
-def test_a_y_model_upscales_the_y_plane_as_it_is(tmp_path, model):
-  """Lossless in and out: the output's Y plane is the network's on the input's Y plane, bit for bit, as
-  generate.py upscales a grayscale image (no RGB on the way)."""
+def test_a_y_model_upscales_the_planes_as_they_are(tmp_path, model):
+  """Lossless in and out: the output's planes are upscale_yuv420's of the input's, bit for bit (no RGB on
+  the way, Cb and Cr in their places), and its Y plane is generate.py's upscaling of Y as a gray image."""
   clip = make_photo_clip(tmp_path / 'clip.mp4', 64, 48, 3, codec=LOSSLESS + ('-pix_fmt', 'yuv420p'))
   video.upscale_video(model, str(clip), str(tmp_path / 'clip_x3.mp4'), crf=0, preset='ultrafast')
-  for (lr_luma, _), (sr_luma, _) in zip(read_planes(clip), read_planes(tmp_path / 'clip_x3.mp4'), strict=True):
+  for (lr_luma, lr_chroma), (sr_luma, sr_chroma) in zip(read_planes(clip), read_planes(tmp_path / 'clip_x3.mp4'),
+                                                        strict=True):
     np.testing.assert_array_equal(sr_luma, model.upscale(lr_luma))
+    np.testing.assert_array_equal(sr_chroma, model.upscale_yuv420(lr_luma, lr_chroma)[1])
 
 
-def test_upscaled_chroma_lies_where_h264_sites_it(model):
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_upscaled_chroma_lies_where_h264_sites_it(scale):
   """Bicubic interpolation reproduces a ramp: each HR chroma sample takes the ramp's value where it lies.
-  H.264 sites chroma level with the left luma column: HR column k of a x3 frame is LR chroma column
-  k/3 - 1/6; rows are centred: (k + 0.5)/3 - 0.5. (At 10 levels per pixel, a centred column is 1.7 off.)"""
+  H.264 sites chroma level with the left luma column: HR column k is LR chroma column k/r - (r-1)/(4r);
+  rows are centred: (k + 0.5)/r - 0.5. (At 10 levels per pixel, centred columns are 1.25 to 1.9 off.)"""
   height, width = 12, 16
   rows, columns = np.mgrid[0:height, 0:width]
-  chroma = np.stack([40 + 10 * columns, 40 + 10 * rows]).astype(np.uint8)  # Cb along x, Cr along y
-  _, sr_chroma = model.upscale_yuv420(np.zeros((2 * height, 2 * width), np.uint8), chroma)
-  assert sr_chroma.shape == (2, 3 * height, 3 * width)
-  interior = slice(6, -9)  # HR samples whose 4 nearest LR samples lie inside the ramp, away from the mirrored edge
-  expected_cb = 40 + 10 * (np.arange(3 * width) / 3 - 1 / 6)
-  expected_cr = 40 + 10 * ((np.arange(3 * height) + 0.5) / 3 - 0.5)
-  assert np.abs(sr_chroma[0][:, interior] - expected_cb[interior]).max() <= 0.5
-  assert np.abs(sr_chroma[1][interior, :].T - expected_cr[interior]).max() <= 0.5
+  chroma = np.stack([40 + 10 * columns, 40 + 10 * rows], axis=-1).astype(np.uint8)  # Cb along x, Cr along y
+  with tf.Graph().as_default(), tf.Session() as session:
+    lr_chroma, sr_chroma = inference.chroma_graph(scale)
+    sr_chroma = session.run(sr_chroma, {lr_chroma: chroma})
+  assert sr_chroma.shape == (scale * height, scale * width, 2)
+  inside = slice(3 * scale, -3 * scale)  # samples whose 4 nearest LR samples lie inside the ramp, not its mirror
+  expected_cb = 40 + 10 * (np.arange(scale * width) / scale - (scale - 1) / (4 * scale))
+  expected_cr = 40 + 10 * ((np.arange(scale * height) + 0.5) / scale - 0.5)
+  assert np.abs(sr_chroma[:, inside, 0] - expected_cb[inside]).max() <= 0.5
+  assert np.abs(sr_chroma[inside, :, 1].T - expected_cr[inside]).max() <= 0.5
+
+
+def test_a_frame_two_pixels_wide_has_chroma_one_pixel_wide(model):
+  sr_luma, sr_chroma = model.upscale_yuv420(np.full((6, 2), 100, np.uint8), np.full((2, 3, 1), 90, np.uint8))
+  assert sr_luma.shape == (18, 6) and sr_chroma.shape == (2, 9, 3) and (sr_chroma == 90).all()
+
+
+@pytest.mark.parametrize('size, matrix, green', [('64x48', 'smpte170m', 0), ('1280x720', 'bt709', 23)])
+def test_an_untagged_clip_is_read_as_players_read_it(tmp_path, size, matrix, green):
+  """A clip that names no colour matrix: BT.601 for SD, BT.709 for HD, as players guess. Pure red converted
+  with BT.601 and read back with BT.709 gains green (23 levels): the frames are read with the guess."""
+  clip = tmp_path / 'red.mp4'
+  subprocess.run([FFMPEG, '-v', 'error', '-f', 'lavfi', '-i', f'color=red:size={size}:duration=0.04', '-c:v',
+                  'libx264', '-pix_fmt', 'yuv420p', '-qp', '0', str(clip)], check=True)
+  assert '(progressive)' in read_clip(clip)[0]['pix_fmt']  # no colour description
+  decoder = video.Decoder(str(clip))
+  try:
+    frame = next(iter(decoder))
+  finally:
+    decoder.close()
+  assert decoder.colour == {'colorspace': matrix}
+  assert abs(int(np.median(frame[..., 1])) - green) <= 2
 
 
 def test_an_odd_output_size_loses_its_last_column_and_row(tmp_path, model):
