@@ -13,8 +13,9 @@ bicubic interpolation at a quarter of the pixels (inference.Upscaler.upscale_yuv
 either side. 'rgb' models and odd sizes take 8-bit RGB frames through the same Upscaler as an image
 (generate.py's output for that frame as a PNG, to the bit, before H.264). Choices a clip makes for us
 (README, "Video"; docs/PERFORMANCE.md, "Video"):
-- colour: the output is tagged with the input's colour matrix (BT.601 if the input has none, as ffmpeg
-  reads such a clip), primaries and transfer, in studio range; a full-range input is converted to it;
+- colour: the output is tagged with the input's colour matrix, primaries and transfer, in studio range (a
+  full-range input is converted to it); a clip that names no matrix is read, and tagged, with the one
+  players assume (assumed_matrix);
 - frame rate: the input's, constant; a variable-rate clip keeps its frames (none dropped or repeated) at
   its average rate;
 - rotation: ffmpeg turns the frames upright when decoding; the output carries no rotation tag;
