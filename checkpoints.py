@@ -30,6 +30,7 @@ import shlex
 import shutil
 import time
 
+import training
 import utils
 from runtime import tf
 
@@ -284,9 +285,6 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
   run_log = os.path.join(run_dir, RUN_LOG)
   first = logged_flags(runs[0], run_log)
   last = validations[-1]
-  decays = [(record['step'], record['learning_rate'])
-            for previous, record in zip(validations, validations[1:])
-            if record['learning_rate'] != previous['learning_rate']]
   lines = [
       f'# ESPCN, {config["channels"]} x{config["scale"]}',
       '',
@@ -297,8 +295,7 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
       f'{best_step}, after {chosen["train_seconds"] / 60:.0f} minutes of training.',
       f'- Training data: {training_data(runs, run_log)}.',
       f'- Seed: {first["seed"]}. Batch size: {first["batch_size"]}.',
-      f'- Learning rate: {first["learning_rate"]:g} at the start'
-      + ''.join(f', {rate:g} from step {step}' for step, rate in decays) + '.',
+      f'- Learning rate: {learning_rate_schedule(first, runs[-1]["total_steps"], validations)}.',
       f'- The run was validated until step {last["step"]} ({last["train_seconds"] / 60:.0f} minutes of '
       f'training); no later weights scored higher.',
       f'- Machine: {runs[0]["machine"]}; TensorFlow {runs[0]["tensorflow"]}.',
@@ -322,6 +319,20 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
               'The training time of this model is its own plus that of the starting point.', '',
               demote_headings(starting_point), '']
   return '\n'.join(lines)
+
+
+def learning_rate_schedule(flags, total_steps, validations):
+  """The card's learning-rate line: --schedule=restarts's cycles, or the plateau decays as validated."""
+  if flags.get('schedule') == 'restarts':
+    restarts = training.Restarts(flags['cycle_steps'], flags['cycle_mult'], flags['min_learning_rate'])
+    starts = ', '.join(map(str, training.cycle_starts(restarts, total_steps)))
+    return (f'cosine cycles from {flags["learning_rate"]:g} down to {flags["min_learning_rate"]:g}, the first '
+            f'{flags["cycle_steps"]} steps long, each next one {flags["cycle_mult"]:g} times as long, Adam reset '
+            f'at each start (`--schedule=restarts`): warm restarts at steps {starts}')
+  decays = [(record['step'], record['learning_rate'])
+            for previous, record in zip(validations, validations[1:])
+            if record['learning_rate'] != previous['learning_rate']]
+  return f'{flags["learning_rate"]:g} at the start' + ''.join(f', {rate:g} from step {step}' for step, rate in decays)
 
 
 def recipe(runs, starting_point):

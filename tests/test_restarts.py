@@ -82,7 +82,8 @@ def test_a_run_stopped_at_a_cycle_boundary_resumes_with_the_reset(tmp_path, rest
 
 def test_a_model_shipped_from_one_command_names_it_as_its_recipe(tmp_path, restart_runs, validation_folder,
                                                                  run_script):
-  """Started twice with the same command (a resume), the card's recipe is that one command."""
+  """Started twice with the same command (a resume), the card's recipe is that one command, and its learning
+  rate is the schedule's description."""
   run_dir = tmp_path / 'run'
   flags_of_run = ['--schedule=restarts', '--steps=10', f'--val_dir={validation_folder}', '--val_every=5']
   restart_runs(run_dir, *flags_of_run[:1], '--steps=5', *flags_of_run[2:])
@@ -98,3 +99,5 @@ def test_a_model_shipped_from_one_command_names_it_as_its_recipe(tmp_path, resta
   card = (tmp_path / 'model1' / 'MODEL.md').read_text()
   recipe_line = next(line for line in card.splitlines() if line.startswith('- Recipe:'))
   assert '--schedule=restarts' in recipe_line and 'from random initialisation' in recipe_line
+  rate_line = next(line for line in card.splitlines() if line.startswith('- Learning rate:'))
+  assert rate_line.endswith('warm restarts at steps 5.') and 'from step' not in rate_line  # not every cosine step

@@ -42,6 +42,17 @@ def test_the_table_gives_the_best_validation_within_each_budget_and_bicubic_of_t
     assert figure.size == (900, 520)
 
 
+def test_steps_give_the_best_validation_within_each_step_budget(tmp_path, run_folder, run_script):
+  """Schedules compared step for step: steps 1000 to 5000 scored 20, 22, 21, 23.5, 23."""
+  run_dir, val_dir = run_folder
+  result = run_script('tools.training_curve', f'--runs=fake={run_dir}', f'--val_dir={val_dir}',
+                      '--steps=500,3000,4500', f'--output={tmp_path / "curve.png"}')
+  assert result.returncode == 0, result.stderr
+  steps_table = result.stdout.split('\n\n')[1]
+  assert '| 500 steps | 3,000 steps | 4,500 steps |' in steps_table
+  assert '| fake | - | 22.000 | 23.500 |' in steps_table
+
+
 @pytest.mark.parametrize('runs', ['no_label_here', 'label='])
 def test_a_bad_runs_flag_is_one_error_line(tmp_path, run_script, assert_input_error, runs):
   result = run_script('tools.training_curve', f'--runs={runs}', f'--output={tmp_path / "curve.png"}')

@@ -3,7 +3,8 @@
 Each run folder's validation.jsonl gives, for every validation, the PSNR (Y, border r, on --val_dir of the
 run) and the training seconds so far; bicubic's PSNR on the same images, computed here, is drawn as a line
 for each scale. The command also prints, per run, the best validation PSNR reached within each of
---minutes (the weights train.py keeps in best/ at that moment):
+--minutes (the weights train.py keeps in best/ at that moment), and with --steps within each of those
+steps, to compare schedules step for step whatever else shared the machine:
 
   python -m tools.training_curve --runs="y x3 recipe=checkpoint/recipe_y_x3" --output=docs/training_curve.png
 """
@@ -30,11 +31,12 @@ def define_flags():
   flags.DEFINE_string('val_dir', '../shared/data/General100', 'The runs\' validation images, for the bicubic '
                       'line (the runs must have validated on them).')
   flags.DEFINE_list('minutes', ['5', '15', '60', '150'], 'Print the best PSNR reached within these minutes.')
+  flags.DEFINE_list('steps', [], 'Also print the best PSNR reached within these training steps.')
   flags.DEFINE_string('output', 'docs/training_curve.png', 'PNG file to write.')
 
 
 def read_run(spec):
-  """(label, scale, [(minutes, val_psnr)]) of one LABEL=RUN_DIR pair."""
+  """(label, scale, [(minutes, val_psnr)], [(step, val_psnr)]) of one LABEL=RUN_DIR pair."""
   label, separator, run_dir = spec.partition('=')
   if not separator or not label or not run_dir:
     raise utils.InputError(f'--runs: {spec!r} is not LABEL=RUN_DIR')
@@ -42,12 +44,14 @@ def read_run(spec):
   if config is None:
     raise utils.InputError(f'{run_dir}: not a train.py run folder (no {checkpoints.CONFIG_FILE})')
   records = checkpoints.read_json_lines(os.path.join(run_dir, checkpoints.VALIDATION_LOG))
-  return label, config['scale'], [(record['train_seconds'] / 60, record['val_psnr']) for record in records]
+  return (label, config['scale'], [(record['train_seconds'] / 60, record['val_psnr']) for record in records],
+          [(record['step'], record['val_psnr']) for record in records])
 
 
-def best_within(points, minutes):
-  """The best PSNR validated within `minutes` of training, or None if the run had not validated yet."""
-  scores = [psnr for time, psnr in points if time <= minutes]
+def best_within(points, budget):
+  """The best PSNR validated within `budget` (minutes or steps: points are (when, psnr)), or None if the run
+  had not validated yet."""
+  scores = [psnr for when, psnr in points if when <= budget]
   return max(scores) if scores else None
 
 
@@ -57,8 +61,8 @@ def draw(runs, bicubic_lines):
   image = Image.new('RGB', SIZE, 'white')
   draw_context = ImageDraw.Draw(image)
   left, top, right, bottom = MARGIN[0], MARGIN[1], SIZE[0] - MARGIN[2], SIZE[1] - MARGIN[3]
-  all_psnr = [psnr for _, _, points in runs for _, psnr in points] + list(bicubic_lines.values())
-  max_minutes = max([time for _, _, points in runs for time, _ in points] + [1.0])  # (a run at minute 0)
+  all_psnr = [psnr for _, _, points, _ in runs for _, psnr in points] + list(bicubic_lines.values())
+  max_minutes = max([time for _, _, points, _ in runs for time, _ in points] + [1.0])  # (a run at minute 0)
   low, high = np.floor(min(all_psnr) * 2) / 2, np.ceil(max(all_psnr) * 2) / 2
 
   def position(minutes, psnr):
@@ -81,7 +85,7 @@ def draw(runs, bicubic_lines):
     for x in range(left, right, 12):  # dashed
       draw_context.line([(x, y), (min(x + 6, right), y)], fill='#777777', width=2)
     legend.append((f'bicubic x{scale}', '#777777'))
-  for (label, _, points), colour in zip(runs, COLOURS):
+  for (label, _, points, _), colour in zip(runs, COLOURS):
     best_so_far = np.maximum.accumulate([psnr for _, psnr in points])
     draw_context.line([position(*point) for point in points], fill=colour, width=1)  # each validation
     draw_context.line([position(time, best) for (time, _), best in zip(points, best_so_far)], fill=colour,
@@ -94,27 +98,40 @@ def draw(runs, bicubic_lines):
   return image
 
 
+def numbers(flag):
+  """The values of a list flag as floats; one error line if one is not a number."""
+  try:
+    return [float(value) for value in FLAGS[flag].value]
+  except ValueError:
+    raise utils.InputError(f'--{flag}={",".join(FLAGS[flag].value)}: expected numbers, e.g. 5,15,60') from None
+
+
+def print_row(label, cells, digits=2):
+  print(f'| {label} | ' + ' | '.join('-' if cell is None else f'{cell:.{digits}f}' for cell in cells) + ' |')
+
+
 @utils.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   if not FLAGS.runs:
     raise utils.InputError('--runs: give at least one LABEL=RUN_DIR')
   utils.ensure_writable_parent(FLAGS.output)
-  try:
-    minutes = [float(value) for value in FLAGS.minutes]
-  except ValueError:
-    raise utils.InputError(f'--minutes={",".join(FLAGS.minutes)}: expected numbers, e.g. 5,15,60') from None
+  minutes, steps = numbers('minutes'), numbers('steps')
   runs = [read_run(spec) for spec in FLAGS.runs]
   bicubic_lines = {scale: evaluation.bicubic_psnr(evaluation.validation_pairs(FLAGS.val_dir, scale), scale)
-                   for scale in sorted({scale for _, scale, _ in runs})}
+                   for scale in sorted({scale for _, scale, _, _ in runs})}
   utils.save_png(draw(runs, bicubic_lines), FLAGS.output)
   print('| run | ' + ' | '.join(f'{value:g} min' for value in minutes) + ' |')
   print('|---|' + '---|' * len(minutes))
   for scale, psnr in bicubic_lines.items():
     print(f'| bicubic x{scale} | ' + ' | '.join(f'{psnr:.2f}' for _ in minutes) + ' |')
-  for label, _, points in runs:
-    cells = [best_within(points, value) for value in minutes]
-    print(f'| {label} | ' + ' | '.join('-' if cell is None else f'{cell:.2f}' for cell in cells) + ' |')
+  for label, _, points, _ in runs:
+    print_row(label, [best_within(points, value) for value in minutes])
+  if steps:
+    print('\n| run | ' + ' | '.join(f'{value:,.0f} steps' for value in steps) + ' |')
+    print('|---|' + '---|' * len(steps))
+    for label, _, _, step_points in runs:
+      print_row(label, [best_within(step_points, value) for value in steps], digits=3)
   print(f'{FLAGS.output}: {len(runs)} runs')
 
 
