@@ -2,7 +2,7 @@
 
 The card (MODEL.md) is written from the run's own logs, not by hand (checkpoints.model_card): every
 command that trained it and every flag's value (runs.jsonl, one line per start or resume), the machine,
-the seed, the data, the validation images, the learning rate as it decayed, the step and wall time of the
+the seed, the data, the validation images, the learning-rate schedule, the step and wall time of the
 chosen weights and their validation PSNR (validation.jsonl), and for a run started with --init_from the card
 of the model it started from (STARTING_POINT.md). The logs are shipped next to it.
 

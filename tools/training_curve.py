@@ -6,7 +6,7 @@ for each scale. The command also prints, per run, the best validation PSNR reach
 --minutes (the weights train.py keeps in best/ at that moment), and with --steps within each of those
 steps, to compare schedules step for step whatever else shared the machine:
 
-  python -m tools.training_curve --runs="y x3 recipe=checkpoint/recipe_y_x3" --output=docs/training_curve.png
+  python -m tools.training_curve --runs="y x3 recipe=checkpoint/espcn_y_x3" --output=docs/training_curve.png
 """
 import os
 
