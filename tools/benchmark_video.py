@@ -77,7 +77,7 @@ def main(argv):
   medians = {name: float(np.median(values)) for name, values in zip(timed, seconds)}
   count = len(frames)
   job_fps, network_fps = count / medians['job'], count / medians['network']
-  height, width = (frames[0][0] if decoder.yuv420 else frames[0]).shape[:2]
+  height, width = decoder.height, decoder.width
   report = {'input': FLAGS.input, 'size': f'{width}x{height}', 'frames_as': 'yuv420' if decoder.yuv420 else 'rgb',
             'output_size': f'{width * FLAGS.scale // 2 * 2}x{height * FLAGS.scale // 2 * 2}',
             'frames': count, 'scale': FLAGS.scale, 'channels': FLAGS.channels, 'preset': FLAGS.preset,
