@@ -124,7 +124,7 @@ def main(argv):
   print('| run | ' + ' | '.join(f'{value:g} min' for value in minutes) + ' |')
   print('|---|' + '---|' * len(minutes))
   for scale, psnr in bicubic_lines.items():
-    print(f'| bicubic x{scale} | ' + ' | '.join(f'{psnr:.2f}' for _ in minutes) + ' |')
+    print_row(f'bicubic x{scale}', [psnr] * len(minutes))
   for label, _, points, _ in runs:
     print_row(label, [best_within(points, value) for value in minutes])
   if steps:
