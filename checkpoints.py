@@ -263,16 +263,23 @@ def logged_flags(run, path):
 
 def training_data(runs, path):
   """The data of the first run, and of every later run that changed it, with the step it started at."""
-  parts, previous = [], None
-  for run in runs:
+  def data(run):
     given = logged_flags(run, path)
-    data = (f'`--images_dir={given["images_dir"]}` prepared as `--data={given["data"] or "(default)"}` '
+    return (f'`--images_dir={given["images_dir"]}` prepared as `--data={given["data"] or "(default)"}` '
             f'(LR patches of {given["patch_size"]} pixels every {given["stride"]}, '
             f'`--downscales={",".join(given["downscales"])}`; '
             f'{"flips and rotations" if given["augment"] else "no augmentation"})')
-    if data != previous:
-      parts.append(data if previous is None else f'from step {run["start_step"]}: {data}')
-      previous = data
+  return changes_across_runs(runs, data)
+
+
+def changes_across_runs(runs, describe):
+  """describe(run) of the first run, then of each later run whose description differs, with its start step."""
+  parts, previous = [], None
+  for run in runs:
+    description = describe(run)
+    if description != previous:
+      parts.append(description if previous is None else f'from step {run["start_step"]}: {description}')
+      previous = description
   return '; '.join(parts)
 
 
@@ -298,7 +305,7 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
       f'- Learning rate: {learning_rate_schedule(first, runs[-1]["total_steps"], validations)}.',
       f'- The run was validated until step {last["step"]} ({last["train_seconds"] / 60:.0f} minutes of '
       f'training); no later weights scored higher.',
-      f'- Machine: {runs[0]["machine"]}; TensorFlow {runs[0]["tensorflow"]}.',
+      f'- Machine: {machines(runs)}.',
       f'- Recipe: {recipe(runs, starting_point)}',
       '',
       '## Commands',
@@ -333,6 +340,11 @@ def learning_rate_schedule(flags, total_steps, validations):
             for previous, record in zip(validations, validations[1:])
             if record['learning_rate'] != previous['learning_rate']]
   return f'{flags["learning_rate"]:g} at the start' + ''.join(f', {rate:g} from step {step}' for step, rate in decays)
+
+
+def machines(runs):
+  """The machine of the first run, and of every later run that resumed on another, with the step it started at."""
+  return changes_across_runs(runs, lambda run: f'{run["machine"]}; TensorFlow {run["tensorflow"]}')
 
 
 def recipe(runs, starting_point):

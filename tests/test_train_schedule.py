@@ -1,6 +1,7 @@
 """Training beyond the loop: batch order, augmentation, validation, checkpoint selection, learning-rate
 decay, early stopping, the last layer's learning rate and the run log."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -208,6 +209,22 @@ def test_validation_psnr_is_the_psnr_generate_eval_dir_reports_for_the_best_weig
   assert report['checkpoint'].endswith(f'espcn.ckpt-{best["step"]}')
   assert len(report['images']) == 2
   assert round(report['mean']['psnr_y'], 4) == best['val_psnr']
+
+
+def test_a_model_card_names_every_machine_the_run_trained_on(tmp_path, scheduled_run, run_script):
+  """A run resumed on another machine (a new session's) is not credited to the first machine alone."""
+  checkpoint_dir, _ = scheduled_run
+  run_dir = tmp_path / 'run'
+  shutil.copytree(checkpoint_dir, run_dir)
+  first, *_ = read_json_lines(run_dir / 'runs.jsonl')
+  resumed = dict(first, machine='Another CPU, 2 cores', start_step=20)
+  with open(run_dir / 'runs.jsonl', 'a') as log:
+    log.write(json.dumps(resumed) + '\n')
+  assert run_script('tools.ship_model', f'--run_dir={run_dir}', f'--to={tmp_path / "model"}').returncode == 0
+  card = (tmp_path / 'model' / 'MODEL.md').read_text()
+  machine_line = next(line for line in card.splitlines() if line.startswith('- Machine:'))
+  assert machine_line == (f'- Machine: {first["machine"]}; TensorFlow {first["tensorflow"]}; '
+                          f'from step 20: Another CPU, 2 cores; TensorFlow {first["tensorflow"]}.')
 
 
 def test_a_shipped_model_card_carries_the_card_of_the_model_it_started_from(
