@@ -24,24 +24,26 @@ import tempfile
 from absl import app
 from absl import flags
 
-import benchmark
-import checkpoints
-import evaluation
-import export
-import inference
-import utils
-import video
+from superres import benchmark
+from superres import checkpoints
+from superres import evaluation
+from superres import export
+from superres import files
+from superres import image_files
+from superres import inference
+from superres import model_flags
+from superres import video
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
   """The command line, defined only when run as a script so that tests can import this file."""
-  utils.define_model_flags()
-  flags.adopt_module_key_flags(utils)
+  model_flags.define_model_flags()
+  flags.adopt_module_key_flags(model_flags)
   flags.DEFINE_string('input', '', 'Image or video file, folder or comma-separated list to upscale (videos: '
                       f'{", ".join(video.VIDEO_EXTENSIONS)}). Default: the sample photo '
-                      f'skimage.data.{utils.SAMPLE_PHOTO}().')
+                      f'skimage.data.{image_files.SAMPLE_PHOTO}().')
   flags.DEFINE_integer('crf', video.DEFAULT_CRF, "Videos: libx264's constant rate factor (0: lossless, 51: "
                        'worst; 18 looks lossless).', lower_bound=0, upper_bound=51)
   flags.DEFINE_enum('preset', video.DEFAULT_PRESET, ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast',
@@ -76,24 +78,24 @@ def define_flags():
                     'docs/PERFORMANCE.md gives its PSNR change.')
 
 
-INPUT_EXTENSIONS = utils.IMAGE_EXTENSIONS + video.VIDEO_EXTENSIONS
+INPUT_EXTENSIONS = files.IMAGE_EXTENSIONS + video.VIDEO_EXTENSIONS
 
 
 def upscale_files(upscaler, input_spec, output_dir):
   """Upscales every image and video named by `input_spec` (or the sample photo) into output_dir:
   <name>_x<r>.png for an image, <name>_x<r>.mp4 for a video. Returns (written, failed): how many of each.
 
-  One input that cannot be read (utils.InputError: corrupt, truncated, 16-bit, too large, not readable)
+  One input that cannot be read (files.InputError: corrupt, truncated, 16-bit, too large, not readable)
   ends the run with its error line. Of several (a folder, a pattern, a list), each such one is skipped
   with a line naming it and why, as prepare_data.py skips them, and the others are written: one bad file
   among a camera's hundreds does not cost the rest. main() counts both and fails the run if any failed.
   """
   if not input_spec:
-    output = os.path.join(output_dir, f'{utils.SAMPLE_PHOTO}_x{upscaler.scale}.png')
-    inference.upscale_file(upscaler, utils.sample_photo, output)
-    print(f'{utils.SAMPLE_PHOTO} -> {output}')
+    output = os.path.join(output_dir, f'{image_files.SAMPLE_PHOTO}_x{upscaler.scale}.png')
+    inference.upscale_file(upscaler, image_files.sample_photo, output)
+    print(f'{image_files.SAMPLE_PHOTO} -> {output}')
     return 1, 0
-  paths = utils.list_images(input_spec, INPUT_EXTENSIONS)
+  paths = files.list_images(input_spec, INPUT_EXTENSIONS)
   if len(paths) == 1:
     upscale_input(upscaler, paths[0], output_dir)
     return 1, 0
@@ -101,7 +103,7 @@ def upscale_files(upscaler, input_spec, output_dir):
   for path in paths:
     try:
       upscale_input(upscaler, path, output_dir)
-    except utils.InputError as error:
+    except files.InputError as error:
       print(f'skipped: {error}', file=sys.stderr)
       failed += 1
   return len(paths) - failed, failed
@@ -109,11 +111,11 @@ def upscale_files(upscaler, input_spec, output_dir):
 
 def upscale_input(upscaler, path, output_dir):
   """One image or video into output_dir, and its line."""
-  stem = os.path.join(output_dir, f'{utils.output_stem(path)}_x{upscaler.scale}')
+  stem = os.path.join(output_dir, f'{files.output_stem(path)}_x{upscaler.scale}')
   if video.is_video_file(path):
     upscale_clip(upscaler, path, stem + '.mp4')
   else:
-    inference.upscale_file(upscaler, lambda: utils.load_image(path), stem + '.png')
+    inference.upscale_file(upscaler, lambda: image_files.load_image(path), stem + '.png')
     print(f'{path} -> {stem}.png')
 
 
@@ -132,9 +134,9 @@ def check_distinct_names(paths):
   later one would silently overwrite the earlier one's result."""
   first_with_stem = {}
   for path in paths:
-    earlier = first_with_stem.setdefault(utils.output_stem(path), path)
+    earlier = first_with_stem.setdefault(files.output_stem(path), path)
     if earlier != path:
-      raise utils.InputError(f'{path}: its outputs would overwrite those of {earlier} (the same name); '
+      raise files.InputError(f'{path}: its outputs would overwrite those of {earlier} (the same name); '
                              f'rename one of them')
 
 
@@ -150,27 +152,27 @@ def make_upscaler(precision):
 def check_inputs():
   """What can be checked without a model, checked before loading one: a bad flag fails at once."""
   if FLAGS.json and not (FLAGS.benchmark or FLAGS.eval_dir):
-    raise utils.InputError(f'--json={FLAGS.json}: only --eval_dir and --benchmark write a report')
+    raise files.InputError(f'--json={FLAGS.json}: only --eval_dir and --benchmark write a report')
   if FLAGS.json:
-    utils.ensure_writable_parent(FLAGS.json)
+    files.ensure_writable_parent(FLAGS.json)
   if FLAGS.benchmark:
     benchmark.parse_size(FLAGS.size, FLAGS.scale)
     return
   if FLAGS.export_dir:
     unknown = sorted(set(FLAGS.export_formats) - set(export.FORMATS))
     if unknown:
-      raise utils.InputError(f'--export_formats={",".join(unknown)}: expected {", ".join(export.FORMATS)}')
+      raise files.InputError(f'--export_formats={",".join(unknown)}: expected {", ".join(export.FORMATS)}')
     export.formats_for(FLAGS.channels, FLAGS.export_formats)  # an rgb model asked for dnn_superres
-    utils.ensure_writable_parent(FLAGS.export_dir)
+    files.ensure_writable_parent(FLAGS.export_dir)
     return
   if FLAGS.eval_dir:  # a missing folder, an empty pattern or clashing names
-    check_distinct_names(utils.list_images(FLAGS.eval_dir))
+    check_distinct_names(files.list_images(FLAGS.eval_dir))
   elif FLAGS.input:
-    check_distinct_names(utils.list_images(FLAGS.input, INPUT_EXTENSIONS))
-  utils.ensure_writable_dir(FLAGS.output_dir)
+    check_distinct_names(files.list_images(FLAGS.input, INPUT_EXTENSIONS))
+  files.ensure_writable_dir(FLAGS.output_dir)
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   check_inputs()
@@ -181,7 +183,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as work_dir:
       report = benchmark.benchmark(upscaler, benchmark.parse_size(FLAGS.size, FLAGS.scale), FLAGS.runs,
                                    work_dir, float32_twin)
-    print(utils.format_report(report))
+    print(files.format_report(report))
   elif FLAGS.export_dir:
     formats = export.formats_for(FLAGS.channels, FLAGS.export_formats)
     for path in export.export(upscaler, FLAGS.export_dir, formats):
@@ -193,7 +195,7 @@ def main(argv):
     written, failed = upscale_files(upscaler, FLAGS.input, FLAGS.output_dir)
   print(f'checkpoint: {upscaler.checkpoint}')  # after the job: an input error ends the run with one line
   if FLAGS.json:
-    utils.write_json(report, FLAGS.json)
+    files.write_json(report, FLAGS.json)
   if written + failed > 1:  # several inputs: the count comes last
     print(f'{written} written, {failed} failed')
   if failed:

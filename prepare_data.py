@@ -7,8 +7,9 @@ train.py runs the same preparation itself when its --data file does not exist ye
 from absl import app
 from absl import flags
 
-import patches
-import utils
+from superres import files
+from superres import model_flags
+from superres import patches
 
 FLAGS = flags.FLAGS
 
@@ -17,13 +18,13 @@ def define_flags():
   """The command line, defined only when run as a script so that tests can import this file."""
   flags.DEFINE_string('output', '',
                       'HDF5 file to write. Default: checkpoint/train_data_<channels>_x<scale>.h5')
-  utils.define_model_flags()
-  flags.adopt_module_key_flags(utils)
+  model_flags.define_model_flags()
+  flags.adopt_module_key_flags(model_flags)
   patches.define_patch_flags()
   flags.adopt_module_key_flags(patches)
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   output = FLAGS.output or patches.default_data_path(FLAGS.channels, FLAGS.scale)

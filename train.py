@@ -25,16 +25,17 @@ from absl import app
 from absl import flags
 from tqdm import tqdm
 
-import checkpoints
+from superres import checkpoints
 import espcn
-import events
-import evaluation
-import inference
-import patches
-import training
-import utils
-from runtime import session_config
-from runtime import tf
+from superres import evaluation
+from superres import events
+from superres import files
+from superres import inference
+from superres import model_flags
+from superres import patches
+from superres import training
+from superres.runtime import session_config
+from superres.runtime import tf
 
 FLAGS = flags.FLAGS
 
@@ -44,9 +45,9 @@ def define_flags():
   flags.DEFINE_string('data', '', 'HDF5 patch file. Default: checkpoint/train_data_<channels>_x<scale>.h5')
   flags.DEFINE_string('checkpoint_dir', '',
                       'Where checkpoints go. Default: checkpoint/train_<channels>_x<scale>')
-  utils.define_model_flags()
+  model_flags.define_model_flags()
   patches.define_patch_flags()  # what --data is prepared from when it does not exist yet
-  flags.adopt_module_key_flags(utils)
+  flags.adopt_module_key_flags(model_flags)
   flags.adopt_module_key_flags(patches)
   flags.DEFINE_enum('output_activation', 'tanh', espcn.OUTPUT_ACTIVATIONS,
                     "Activation after PS: 'tanh' as the blog, 'none' as the paper.")
@@ -167,9 +168,9 @@ class Trainer:
     all_finite, loss = self.session.run([self.graph.all_finite, self.graph.loss],
                                         {self.graph.lr_patches: lr_batch, self.graph.hr_patches: hr_batch})
     if not all_finite:
-      raise utils.InputError(self.divergence(step, 'the weights are no longer finite'))
+      raise files.InputError(self.divergence(step, 'the weights are no longer finite'))
     if not np.isfinite(loss):
-      raise utils.InputError(self.divergence(step, f'the updated weights give a loss of {loss}'))
+      raise files.InputError(self.divergence(step, f'the updated weights give a loss of {loss}'))
     self.checked_step = step
 
   def divergence(self, step, problem):
@@ -233,18 +234,18 @@ def layers_to_copy(model_dir, scale, channels):
   shapes. Checked before anything is prepared or written; an InputError says what does not fit."""
   checkpoint = checkpoints.latest_checkpoint(model_dir)
   if checkpoint is None:
-    raise utils.InputError(f'{model_dir}: no checkpoint to initialise from (--init_from)')
+    raise files.InputError(f'{model_dir}: no checkpoint to initialise from (--init_from)')
   try:
     stored = dict(tf.train.list_variables(checkpoint))
   except (tf.errors.OpError, ValueError) as error:
-    raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
+    raise files.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
   with tf.Graph().as_default():  # this run's network, only for its variables' names and shapes
-    num_channels = utils.CHANNEL_MODES[channels]
+    num_channels = model_flags.CHANNEL_MODES[channels]
     espcn.espcn(tf.placeholder(tf.float32, [None, None, None, num_channels]), scale, num_channels)
     names = [variable.op.name for variable in tf.trainable_variables()
              if stored.get(variable.op.name) == variable.shape.as_list()]
   if not names:
-    raise utils.InputError(f'{checkpoint}: no weights of this network\'s shapes to start from (--init_from)')
+    raise files.InputError(f'{checkpoint}: no weights of this network\'s shapes to start from (--init_from)')
   return checkpoint, names
 
 
@@ -286,9 +287,9 @@ class InterruptRequest:
     self.signal_number = signal_number
 
   def exception(self, message, signal_number=None):
-    """What utils.exit_on_input_error turns into `message` and exit code 130 (SIGINT) or 143 (SIGTERM)."""
+    """What files.exit_on_input_error turns into `message` and exit code 130 (SIGINT) or 143 (SIGTERM)."""
     number = self.signal_number if signal_number is None else signal_number
-    return utils.Terminated(message) if number == signal.SIGTERM else KeyboardInterrupt(message)
+    return files.Terminated(message) if number == signal.SIGTERM else KeyboardInterrupt(message)
 
 
 def below_minimum(rate, min_rate):
@@ -331,7 +332,7 @@ def train(training_patches, checkpoint_dir, config, options, val_pairs=()):
   restarts = (training.Restarts(options.cycle_steps, options.cycle_mult, options.min_learning_rate)
               if options.schedule == 'restarts' else None)
   restart_steps = set(training.cycle_starts(restarts, total_steps)) if restarts else set()
-  graph = training.build_training_graph(config['scale'], utils.CHANNEL_MODES[config['channels']],
+  graph = training.build_training_graph(config['scale'], model_flags.CHANNEL_MODES[config['channels']],
                                         config['output_activation'], options.learning_rate,
                                         options.last_layer_lr_scale, options.loss_border, restarts)
   with tf.Session(config=session_config(options.threads)) as session:
@@ -366,7 +367,7 @@ def train(training_patches, checkpoint_dir, config, options, val_pairs=()):
                                       {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch})
         step += 1  # train_op increments global_step by one; fetching it in the same run may read either value
         if not np.isfinite(batch_loss):
-          raise utils.InputError(trainer.divergence(step, f'loss is {batch_loss}'))
+          raise files.InputError(trainer.divergence(step, f'loss is {batch_loss}'))
         smoothed_loss = batch_loss if smoothed_loss is None else 0.98 * smoothed_loss + 0.02 * batch_loss
         progress.update(1)
         seconds = time.perf_counter() - stopwatch.started
@@ -394,7 +395,7 @@ def train(training_patches, checkpoint_dir, config, options, val_pairs=()):
   print(f'step {step}: loss {smoothed_loss:.6f}, checkpoint in {checkpoint_dir}')
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   data_path = FLAGS.data or patches.default_data_path(FLAGS.channels, FLAGS.scale)

@@ -29,7 +29,7 @@ from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # the scripts are top-level modules, not a package
-import runtime  # noqa: F401,E402  (TensorFlow's settings, before anything imports it)
+from superres import runtime  # noqa: F401,E402  (TensorFlow's settings, before anything imports it)
 
 # Settings of the session's training runs: small enough for seconds of CPU, big enough to learn something.
 TRAIN_SCALE = 3
@@ -174,7 +174,7 @@ def train_in_process():
   """
   from absl import flags  # pylint: disable=import-outside-toplevel
   import train  # pylint: disable=import-outside-toplevel
-  from runtime import tf  # pylint: disable=import-outside-toplevel
+  from superres.runtime import tf  # pylint: disable=import-outside-toplevel
   if 'checkpoint_dir' not in flags.FLAGS:
     train.define_flags()
 
@@ -211,20 +211,20 @@ def main_in_process():
 
   generate.py, train.py and the tools define flags of the same names (--scale, --checkpoint_dir, --json),
   which absl's one global FLAGS cannot hold together. So the flags are defined into FlagValues of their own
-  (absl.flags is swapped for _FlagsInto in the module and in utils and patches, which define flags for
+  (absl.flags is swapped for _FlagsInto in the module and in model_flags and patches, which define flags for
   it) and parsed from the given command line, with the script's own defaults and checks; the module's FLAGS
   is that FlagValues while main() runs. A bad input ends main() with SystemExit, its line on stderr.
   """
   import importlib  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel
-  import patches  # pylint: disable=import-outside-toplevel
-  import utils  # pylint: disable=import-outside-toplevel
-  from runtime import tf  # pylint: disable=import-outside-toplevel
+  from superres import model_flags  # pylint: disable=import-outside-toplevel
+  from superres import patches  # pylint: disable=import-outside-toplevel
+  from superres.runtime import tf  # pylint: disable=import-outside-toplevel
 
   def run(module_name, *args):
     module = importlib.import_module(module_name)
     values = flags.FlagValues()
-    defining = [module, utils, patches]
+    defining = [module, model_flags, patches]
     originals = [definer.flags for definer in defining]
     for definer in defining:
       definer.flags = _FlagsInto(values)
@@ -262,7 +262,7 @@ def tiny_checkpoint(tmp_path_factory, training_images, train_in_process):
 @pytest.fixture(scope='session')
 def upscaler(tiny_checkpoint):
   """upscaler(scale, channels) -> inference.Upscaler restored from tiny_checkpoint(scale, channels)."""
-  import inference  # pylint: disable=import-outside-toplevel
+  from superres import inference  # pylint: disable=import-outside-toplevel
   cache = {}
 
   def restored(scale, channels):
@@ -285,7 +285,7 @@ def checkpoint_network():
   another checkpoint or swaps weights gives other values than this.
   """
   import espcn  # pylint: disable=import-outside-toplevel
-  from runtime import tf  # pylint: disable=import-outside-toplevel
+  from superres.runtime import tf  # pylint: disable=import-outside-toplevel
 
   def network(checkpoint, scale, output_activation, lr_array):
     num_channels = lr_array.shape[-1]

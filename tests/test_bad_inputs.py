@@ -9,9 +9,9 @@ import types
 
 import numpy as np
 import pytest
-import patches
+from superres import patches
 from PIL import Image
-from runtime import tf
+from superres.runtime import tf
 
 
 PATCH_SIZE, STRIDE, SCALE = 5, 4, 3

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import benchmark
-import inference
-import utils
-from runtime import tf
+from superres import benchmark
+from superres import image_files
+from superres import inference
+from superres.runtime import tf
 
 # Keys README and users' scripts read (generate.py --benchmark --json): a contract, whatever the values.
 DOCUMENTED_KEYS = {'size', 'scale', 'channels', 'precision', 'checkpoint', 'runs', 'gflop_per_frame',
@@ -98,8 +98,8 @@ def timed_model(monkeypatch):
   model = inference.Upscaler.with_random_weights(SCALE, 'y')
   model.network = sleeping_before(sleeps['network'], model.network)
   model.upscale = sleeping_before(sleeps['reconstruction'], model.upscale)
-  monkeypatch.setattr(utils, 'load_image', sleeping_before(sleeps['decode'], utils.load_image))
-  monkeypatch.setattr(utils, 'save_png', sleeping_before(sleeps['encode'], utils.save_png))
+  monkeypatch.setattr(image_files, 'load_image', sleeping_before(sleeps['decode'], image_files.load_image))
+  monkeypatch.setattr(image_files, 'save_png', sleeping_before(sleeps['encode'], image_files.save_png))
   monkeypatch.setattr(Image.Image, 'save', sleeping_before(sleeps['pillow_encode'], Image.Image.save))
   monkeypatch.setattr(benchmark, 'matmul_run', lambda: sleeping_matmul(sleeps['matmul']))
   yield model, sleeps
@@ -145,7 +145,7 @@ def test_benchmark_reports_every_documented_figure_as_a_measurement_of_what_it_n
   assert report['pillow_png_bytes'] == os.path.getsize(tmp_path / 'frame_sr.png')  # Pillow's, written last
   with Image.open(tmp_path / 'frame_sr.png') as result:
     assert result.size == (OUTPUT_WIDTH, OUTPUT_HEIGHT)
-    utils.save_png(result, tmp_path / 'ours.png')
+    image_files.save_png(result, tmp_path / 'ours.png')
   assert report['png_bytes'] == os.path.getsize(tmp_path / 'ours.png')
   assert report['png_bytes'] != report['pillow_png_bytes']
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import checkpoints
-import export
-import inference
-import utils
-from runtime import tf
+from superres import checkpoints
+from superres import export
+from superres import image_files
+from superres import inference
+from superres import metrics
+from superres.runtime import tf
 
 try:
   import cv2  # requirements-export.txt (CI installs it)
@@ -44,7 +45,7 @@ def y_export(shipped_export):
 
 def photo(width, height):
   """A crop of the sample photo (scikit-image's astronaut) of an odd size, uint8 RGB."""
-  return np.ascontiguousarray(np.asarray(utils.sample_photo())[100:100 + height, 150:150 + width])
+  return np.ascontiguousarray(np.asarray(image_files.sample_photo())[100:100 + height, 150:150 + width])
 
 
 def dnn_superres(path, scale):
@@ -85,7 +86,7 @@ def test_dnn_superres_upsample_gives_generates_luminance_up_to_its_8_bit_colour_
   opencv = dnn_superres(export_dir / f'ESPCN_x{scale}.pb', scale).upsample(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
   opencv = cv2.cvtColor(opencv, cv2.COLOR_BGR2RGB)
   assert opencv.shape == (47 * scale, 61 * scale, 3)
-  assert utils.psnr_y(model.upscale(rgb), opencv, scale) > 40.0
+  assert metrics.psnr_y(model.upscale(rgb), opencv, scale) > 40.0
 
 
 def test_the_saved_model_gives_generates_pixels_without_this_repo(shipped_export, tmp_path):

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import utils
+from superres import files
+from superres import image_files
 from conftest import smooth_rgb
 
 SCALE, PATCH_SIZE, STRIDE = 3, 5, 4
@@ -120,7 +121,7 @@ def test_generate_writes_or_names_every_hostile_file_counts_them_and_fails(tmp_p
   assert 'Traceback' not in result.stderr, result.stderr
   assert all(line.startswith('skipped: ') for line in result.stderr.splitlines()), result.stderr
   for name, (outcome, reason) in expected.items():
-    path, upscaled = folder / name, output_dir / f'{utils.output_stem(name)}_x{SCALE}.png'
+    path, upscaled = folder / name, output_dir / f'{files.output_stem(name)}_x{SCALE}.png'
     named = lines_naming(path, result.stdout, result.stderr)
     if outcome == 'written':
       assert named == [f'{path} -> {upscaled}'], (name, named)
@@ -133,7 +134,7 @@ def test_generate_writes_or_names_every_hostile_file_counts_them_and_fails(tmp_p
       assert not upscaled.exists()
   written = sum(outcome == 'written' for outcome, _ in expected.values())
   assert result.stdout.splitlines()[-1] == f'{written} written, {len(expected) - written} failed', result.stdout
-  assert sorted(os.listdir(output_dir)) == sorted(f'{utils.output_stem(name)}_x{SCALE}.png'
+  assert sorted(os.listdir(output_dir)) == sorted(f'{files.output_stem(name)}_x{SCALE}.png'
                                                   for name, (outcome, _) in expected.items()
                                                   if outcome == 'written')
 
@@ -154,8 +155,8 @@ def test_what_opening_a_file_raises_becomes_its_one_reason(tmp_path, monkeypatch
   def refuse(*args, **kwargs):
     raise raised
   monkeypatch.setattr(Image, 'open', refuse)
-  with pytest.raises(utils.InputError) as refused:
-    utils.load_image(str(photo))
+  with pytest.raises(files.InputError) as refused:
+    image_files.load_image(str(photo))
   assert str(refused.value) == f'{photo}: {reason}'
 
 
@@ -163,8 +164,8 @@ def test_a_header_claiming_60000x60000_pixels_is_refused_from_the_header(tmp_pat
   """Pillow's decompression-bomb limit refuses it at Image.open, before any pixel is allocated."""
   bomb = tmp_path / 'bomb.png'
   bomb.write_bytes(bomb_png())
-  with pytest.raises(utils.InputError, match='too large to decode.*3600000000 pixels'):
-    utils.load_image(str(bomb))
+  with pytest.raises(files.InputError, match='too large to decode.*3600000000 pixels'):
+    image_files.load_image(str(bomb))
 
 
 def generate_in_process(capsys, main_in_process, *args):

@@ -7,11 +7,11 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 from skimage.metrics import structural_similarity
 
-import checkpoints
-import inference
-import utils
+from superres import checkpoints
+from superres import image_files
+from superres import inference
 from conftest import smooth_rgb
-from runtime import tf
+from superres.runtime import tf
 
 ODD_WIDTH, ODD_HEIGHT = 37, 23
 # Mode of the input image -> mode of the upscaled one: gray stays gray, alpha (or a transparent palette
@@ -21,10 +21,9 @@ MODE_AFTER_UPSCALING = {'RGB': 'RGB', 'L': 'L', 'RGBA': 'RGBA', 'LA': 'LA', 'P':
 
 
 def saved_and_loaded(image, path):
-  """The image as generate.py gets it: written to a PNG file and read back with utils.load_image."""
-  import utils  # pylint: disable=import-outside-toplevel
+  """The image as generate.py gets it: written to a PNG file and read back with image_files.load_image."""
   image.save(path)
-  return utils.load_image(str(path))
+  return image_files.load_image(str(path))
 
 
 def alpha_ramp_after_upscaling(width, height, scale):
@@ -147,7 +146,7 @@ def test_generate_with_no_arguments_upscales_the_sample_photo_into_result_in_the
     pixels = np.asarray(upscaled)
   model = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir('rgb', 3), 3, 'rgb')
   try:
-    np.testing.assert_array_equal(pixels, model.upscale(np.asarray(utils.sample_photo())))
+    np.testing.assert_array_equal(pixels, model.upscale(np.asarray(image_files.sample_photo())))
   finally:
     model.session.close()
 

@@ -20,12 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import checkpoints
-import training
-import utils
+from superres import checkpoints
+from superres import files
+from superres import image_files
+from superres import training
 from conftest import REPO_ROOT
 from conftest import smooth_rgb
-from runtime import tf
+from superres.runtime import tf
 
 INTERRUPT_LINE = re.compile(r'interrupted at step (\d+): saved (\S+); resume with: (python train\.py .*)')
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -209,7 +210,7 @@ def test_sigterm_during_data_preparation_leaves_no_file_and_no_traceback(tmp_pat
 
 def test_ctrl_c_while_train_py_prepares_its_data_leaves_no_data_file_and_no_run_folder(
     tmp_path, training_images, train_in_process, monkeypatch, capsys, sigint_raises):
-  load_image = utils.load_image
+  load_image = image_files.load_image
   loaded = []
 
   def interrupted_load(path):
@@ -217,7 +218,7 @@ def test_ctrl_c_while_train_py_prepares_its_data_leaves_no_data_file_and_no_run_
     if len(loaded) == 2:
       os.kill(os.getpid(), signal.SIGINT)
     return load_image(path)
-  monkeypatch.setattr(utils, 'load_image', interrupted_load)
+  monkeypatch.setattr(image_files, 'load_image', interrupted_load)
   with pytest.raises(SystemExit) as exit_info:
     train_in_process(f'--data={tmp_path / "data" / "patches.h5"}', f'--images_dir={training_images}',
                      f'--checkpoint_dir={tmp_path / "run"}', '--steps=5')
@@ -236,7 +237,7 @@ def test_ctrl_c_while_generate_py_writes_an_image_leaves_the_finished_ones_and_n
   inputs.mkdir()
   for index in range(3):
     Image.fromarray(smooth_rgb(20, 24, seed=index)).save(inputs / f'photo{index}.png')
-  write_png = utils.write_png
+  write_png = image_files.write_png
   written = []
 
   def interrupted_write(*args, **kwargs):
@@ -244,7 +245,7 @@ def test_ctrl_c_while_generate_py_writes_an_image_leaves_the_finished_ones_and_n
     written.append(args)
     if len(written) == 2:  # the PNG is in its temporary file, not yet renamed
       os.kill(os.getpid(), signal.SIGINT)
-  monkeypatch.setattr(utils, 'write_png', interrupted_write)
+  monkeypatch.setattr(image_files, 'write_png', interrupted_write)
   output_dir = tmp_path / 'result'
   with pytest.raises(SystemExit) as exit_info:
     main_in_process('generate', f'--input={inputs}', f'--output_dir={output_dir}',
@@ -350,7 +351,7 @@ def test_a_log_line_cut_short_by_a_kill_is_dropped_and_the_next_record_starts_a_
   assert log.read_text().splitlines()[-1] == '{"step": 15, "val_psnr": 22.0}'
   assert [record['step'] for record in checkpoints.read_json_lines(log)] == [5, 10, 15]
   log.write_text('{"step": 5}\n{"step": 10, "val_ps\n{"step": 15}\n')  # not a kill: damage inside the log
-  with pytest.raises(utils.InputError, match='not a readable train.py log'):
+  with pytest.raises(files.InputError, match='not a readable train.py log'):
     checkpoints.read_json_lines(log)
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import utils
+from superres import pairs
 
 PATCH_SIZE = 8
 STRIDE = 4
@@ -16,7 +16,7 @@ def test_patch_pairs_are_cut_at_the_stride_grid_and_scaled_corners():
   rng = np.random.default_rng(0)
   lr = rng.integers(0, 256, (14, 19, 3), dtype=np.uint8)  # H != W, not a multiple of the stride
   hr = rng.integers(0, 256, (14 * scale, 19 * scale, 3), dtype=np.uint8)
-  lr_patches, hr_patches = utils.extract_patch_pairs(lr, hr, patch_size, stride, scale)
+  lr_patches, hr_patches = pairs.extract_patch_pairs(lr, hr, patch_size, stride, scale)
   corners = [(top, left) for top in (0, 3, 6, 9) for left in (0, 3, 6, 9, 12)]
   assert lr_patches.shape == (len(corners), patch_size, patch_size, 3)
   assert hr_patches.shape == (len(corners), scale * patch_size, scale * patch_size, 3)
@@ -34,7 +34,7 @@ def test_block_average_of_each_hr_patch_is_its_lr_patch(scale):
   rng = np.random.default_rng(scale)
   lr = rng.integers(0, 256, (13, 17, 1), dtype=np.uint8)
   hr = np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
-  lr_patches, hr_patches = utils.extract_patch_pairs(lr, hr, PATCH_SIZE, STRIDE, scale)
+  lr_patches, hr_patches = pairs.extract_patch_pairs(lr, hr, PATCH_SIZE, STRIDE, scale)
   cells = hr_patches.reshape(len(hr_patches), PATCH_SIZE, scale, PATCH_SIZE, scale, 1).astype(np.float64)
   np.testing.assert_array_equal(cells.mean(axis=(2, 4)), lr_patches)
 
@@ -44,9 +44,9 @@ def test_bicubic_downscale_of_each_hr_patch_matches_its_lr_patch_away_from_the_b
   """On the real pipeline (make_lr_hr on a smooth image), shrinking each HR patch by r with bicubic must
   reproduce its LR patch wherever the bicubic kernel stays inside the patch (2 LR pixels in). The same
   check on HR windows moved by one HR pixel must fail clearly, which shows it can detect a misalignment."""
-  lr_image, hr_image = utils.make_lr_hr(make_image(75, 90, seed=scale), scale)
+  lr_image, hr_image = pairs.make_lr_hr(make_image(75, 90, seed=scale), scale)
   lr, hr = np.asarray(lr_image), np.asarray(hr_image)
-  lr_patches, hr_patches = utils.extract_patch_pairs(lr, hr, PATCH_SIZE, STRIDE, scale)
+  lr_patches, hr_patches = pairs.extract_patch_pairs(lr, hr, PATCH_SIZE, STRIDE, scale)
   corners = [(top, left) for top in range(0, lr.shape[0] - PATCH_SIZE + 1, STRIDE)
              for left in range(0, lr.shape[1] - PATCH_SIZE + 1, STRIDE)]
   assert len(lr_patches) == len(corners) > 5

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from espcn import phase_shift
-from runtime import tf
+from superres.runtime import tf
 
 # (batch, height, width): one image and several, H != W, and a 1-pixel-high strip.
 SHAPES = [(1, 5, 7), (3, 4, 6), (2, 1, 9)]

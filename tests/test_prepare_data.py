@@ -3,8 +3,10 @@ import h5py
 import numpy as np
 import pytest
 
-import patches
-import utils
+from superres import files
+from superres import image_files
+from superres import pairs
+from superres import patches
 
 SCALE, PATCH_SIZE, STRIDE = 3, 5, 4
 IMAGE_SIZES = {'a.png': (50, 41), 'b.png': (38, 44)}  # width x height, neither a multiple of the scale
@@ -48,7 +50,7 @@ def test_first_patches_are_the_top_left_corner_of_the_first_image(tmp_path, imag
   output = tmp_path / 'patches.h5'
   patches.prepare(str(images_dir), str(output), SCALE, 'rgb', PATCH_SIZE, STRIDE)
   lr_patches, hr_patches, _ = read(output)
-  lr_image, hr_image = utils.make_lr_hr(utils.load_image(str(images_dir / 'a.png')), SCALE)
+  lr_image, hr_image = pairs.make_lr_hr(image_files.load_image(str(images_dir / 'a.png')), SCALE)
   np.testing.assert_array_equal(lr_patches[0], np.asarray(lr_image)[:PATCH_SIZE, :PATCH_SIZE])
   np.testing.assert_array_equal(hr_patches[0], np.asarray(hr_image)[:SCALE * PATCH_SIZE, :SCALE * PATCH_SIZE])
 
@@ -95,7 +97,7 @@ def test_an_image_gives_the_same_patches_whatever_mode_it_is_stored_in(tmp_path,
   for folder, image in ((as_stored, picture), (as_rgb, picture.convert('RGB'))):
     folder.mkdir()
     image.save(folder / 'picture.png')
-  assert utils.load_image(str(as_stored / 'picture.png')).mode == picture.mode
+  assert image_files.load_image(str(as_stored / 'picture.png')).mode == picture.mode
   patches.prepare(str(as_stored), str(tmp_path / 'stored.h5'), SCALE, 'rgb', PATCH_SIZE, STRIDE)
   patches.prepare(str(as_rgb), str(tmp_path / 'rgb.h5'), SCALE, 'rgb', PATCH_SIZE, STRIDE)
   stored_lr, stored_hr, _ = read(tmp_path / 'stored.h5')
@@ -115,9 +117,9 @@ def test_downscales_add_the_patches_of_each_shrunk_copy_after_those_of_the_image
   assert attributes['downscales'] == '1,0.5,0.2'
   full_count = patch_count(*IMAGE_SIZES['a.png'], SCALE, PATCH_SIZE, STRIDE)
   half_count = patch_count(25, 20, SCALE, PATCH_SIZE, STRIDE)  # 50x41 shrunk by 0.5, rounded
-  half_image = utils.shrink(utils.load_image(str(images_dir / 'a.png')), 0.5)
+  half_image = pairs.shrink(image_files.load_image(str(images_dir / 'a.png')), 0.5)
   assert half_image.size == (25, 20)
-  lr_image, hr_image = utils.make_lr_hr(half_image, SCALE)
+  lr_image, hr_image = pairs.make_lr_hr(half_image, SCALE)
   np.testing.assert_array_equal(lr_patches[full_count], np.asarray(lr_image)[:PATCH_SIZE, :PATCH_SIZE])
   np.testing.assert_array_equal(hr_patches[full_count],
                                 np.asarray(hr_image)[:SCALE * PATCH_SIZE, :SCALE * PATCH_SIZE])
@@ -136,28 +138,28 @@ def test_a_file_from_before_downscales_existed_counts_as_downscales_1(tmp_path, 
   plain = patches.data_attributes(SCALE, 'y', PATCH_SIZE, STRIDE)
   assert len(patches.open_patches(str(output), plain, 2**30)) == 15
   augmented = patches.data_attributes(SCALE, 'y', PATCH_SIZE, STRIDE, (1.0, 0.8))
-  with pytest.raises(utils.InputError, match='--downscales=1 .*--downscales=1,0.8'):
+  with pytest.raises(files.InputError, match='--downscales=1 .*--downscales=1,0.8'):
     patches.open_patches(str(output), augmented, 2**30)
 
 
 @pytest.mark.parametrize('factors', [['0'], ['1.5'], ['x'], ['1', '-0.5']])
 def test_downscales_outside_0_to_1_are_refused_with_the_flag_in_the_message(factors):
-  with pytest.raises(utils.InputError, match='--downscales='):
+  with pytest.raises(files.InputError, match='--downscales='):
     patches.parse_downscales(factors)
 
 
 def test_a_glob_pattern_names_part_of_a_folder_so_validation_images_can_be_held_out(tmp_path, images_dir):
   """`--images_dir=folder/*[!a].png` plus `--val_dir=folder/a.png` split one folder without copying it."""
   (images_dir / 'notes.txt').write_text('not an image')
-  assert utils.list_images(str(images_dir / '*')) == [str(images_dir / 'a.png'), str(images_dir / 'b.png')]
-  training = utils.list_images(f'{images_dir / "*[!a].png"}, {images_dir / "a.*"}')
+  assert files.list_images(str(images_dir / '*')) == [str(images_dir / 'a.png'), str(images_dir / 'b.png')]
+  training = files.list_images(f'{images_dir / "*[!a].png"}, {images_dir / "a.*"}')
   assert training == [str(images_dir / 'b.png'), str(images_dir / 'a.png')]
   output = tmp_path / 'b_only.h5'
   patches.prepare(str(images_dir / 'b*.png'), str(output), SCALE, 'y', PATCH_SIZE, STRIDE)
   with h5py.File(output, 'r') as data_file:
     assert data_file['input'].shape[0] == ((44 // SCALE - PATCH_SIZE) // STRIDE + 1) * \
         ((38 // SCALE - PATCH_SIZE) // STRIDE + 1)
-  with pytest.raises(utils.InputError, match=r'c\*\.png: pattern matches no'):
-    utils.list_images(str(images_dir / 'c*.png'))
+  with pytest.raises(files.InputError, match=r'c\*\.png: pattern matches no'):
+    files.list_images(str(images_dir / 'c*.png'))
   (images_dir / 'a.png').rename(images_dir / 'a[1].png')  # an existing file is taken by its name
-  assert utils.list_images(str(images_dir / 'a[1].png')) == [str(images_dir / 'a[1].png')]
+  assert files.list_images(str(images_dir / 'a[1].png')) == [str(images_dir / 'a[1].png')]

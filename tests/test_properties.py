@@ -17,12 +17,12 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import patches
-import utils
+from superres import pairs
+from superres import patches
 from conftest import expected_patch_count
 from conftest import smooth_rgb
 from espcn import phase_shift
-from runtime import tf
+from superres.runtime import tf
 from test_phase_shift import periodic_shuffle_reference
 
 FEW_FAST_EXAMPLES = settings(max_examples=25, deadline=None, database=None, print_blob=True)
@@ -71,7 +71,7 @@ def test_each_hr_patch_is_made_of_the_cells_of_its_lr_patchs_pixels(
   lr = np.random.default_rng(seed).integers(0, 256, (patch_size + extra_height, patch_size + extra_width,
                                                      channels), dtype=np.uint8)
   hr = lr.repeat(scale, axis=0).repeat(scale, axis=1)
-  lr_patches, hr_patches = utils.extract_patch_pairs(lr, hr, patch_size, stride, scale)
+  lr_patches, hr_patches = pairs.extract_patch_pairs(lr, hr, patch_size, stride, scale)
   assert len(lr_patches) == expected_patch_count(*lr.shape[:2], patch_size, stride)
   assert hr_patches.shape[1:] == (patch_size * scale, patch_size * scale, channels)
   np.testing.assert_array_equal(hr_patches, lr_patches.repeat(scale, axis=1).repeat(scale, axis=2))
@@ -110,7 +110,7 @@ def test_prepared_lr_patches_are_the_bicubic_shrink_of_their_hr_patches(
   assert len(lr_patches) == expected_patch_count(height // scale, width // scale, patch_size, stride)
   inside = slice(BICUBIC_REACH, patch_size - BICUBIC_REACH)
   for lr_patch, hr_patch in zip(lr_patches, hr_patches):
-    shrunk = np.asarray(utils.bicubic_resize(Image.fromarray(hr_patch), (patch_size, patch_size)))
+    shrunk = np.asarray(pairs.bicubic_resize(Image.fromarray(hr_patch), (patch_size, patch_size)))
     np.testing.assert_array_equal(shrunk[inside, inside], lr_patch[inside, inside])
 
 

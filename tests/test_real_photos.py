@@ -3,7 +3,7 @@ ICC colour profile and carries no orientation tag (issue 20, item 4).
 
 A camera stores a portrait photo as landscape pixels plus an orientation tag that tells viewers to turn it.
 The references here turn the stored pixels with NumPy, apart from Pillow's ImageOps.exif_transpose, which
-utils.load_image uses: a tag read the wrong way round gives other pixels than these.
+image_files.load_image uses: a tag read the wrong way round gives other pixels than these.
 """
 import io
 
@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 from PIL import ImageCms
 
-import evaluation
-import inference
-import patches
-import utils
+from superres import evaluation
+from superres import image_files
+from superres import inference
+from superres import pairs
+from superres import patches
 from conftest import smooth_rgb
 
 ORIENTATION = 0x0112
@@ -57,7 +58,7 @@ def tagged_and_turned_by_hand(folder, name='photo'):
 @pytest.mark.parametrize('orientation', sorted(UPRIGHT))
 def test_load_image_turns_the_pixels_as_the_orientation_tag_says_and_drops_the_tag(tmp_path, orientation):
   stored = save_tagged_jpeg(tmp_path / 'photo.jpg', orientation)
-  loaded = utils.load_image(str(tmp_path / 'photo.jpg'))
+  loaded = image_files.load_image(str(tmp_path / 'photo.jpg'))
   np.testing.assert_array_equal(np.asarray(loaded), UPRIGHT[orientation](stored))
   assert ORIENTATION not in loaded.getexif()
 
@@ -65,9 +66,9 @@ def test_load_image_turns_the_pixels_as_the_orientation_tag_says_and_drops_the_t
 def test_an_untagged_image_is_read_as_stored(tmp_path):
   """Orientation 1 (upright) and no tag at all: the pixels as decoded."""
   stored = save_tagged_jpeg(tmp_path / 'upright.jpg', 1)
-  np.testing.assert_array_equal(np.asarray(utils.load_image(str(tmp_path / 'upright.jpg'))), stored)
+  np.testing.assert_array_equal(np.asarray(image_files.load_image(str(tmp_path / 'upright.jpg'))), stored)
   Image.fromarray(stored).save(tmp_path / 'plain.png')
-  np.testing.assert_array_equal(np.asarray(utils.load_image(str(tmp_path / 'plain.png'))), stored)
+  np.testing.assert_array_equal(np.asarray(image_files.load_image(str(tmp_path / 'plain.png'))), stored)
 
 
 def test_a_portrait_photo_is_upscaled_upright_with_its_icc_profile_and_no_orientation_tag(
@@ -112,8 +113,8 @@ def test_write_png_keeps_a_profile_only_of_the_pixels_colour_space(channels, col
   colour = rgb if channels >= 3 else rgb[..., 0]
   pixels = np.dstack([colour, rgb[..., 1]]) if channels in (2, 4) else colour  # (2, 4: with alpha)
   with_profile, without = io.BytesIO(), io.BytesIO()
-  utils.write_png(pixels, with_profile, bytes(profile))
-  utils.write_png(pixels, without)
+  image_files.write_png(pixels, with_profile, bytes(profile))
+  image_files.write_png(pixels, without)
   with Image.open(io.BytesIO(with_profile.getvalue())) as image:
     np.testing.assert_array_equal(np.asarray(image), pixels)
     assert image.info.get('icc_profile') == (bytes(profile) if kept else None)
@@ -129,8 +130,8 @@ def test_evaluation_and_validation_of_a_tagged_photo_equal_those_of_the_photo_tu
     tmp_path, upscaler):
   tagged, by_hand = tagged_and_turned_by_hand(tmp_path)
   model = upscaler(3, 'rgb')
-  for tagged_pair, by_hand_pair in zip(utils.ground_truth_pair(str(tagged / 'photo.jpg'), 3),
-                                       utils.ground_truth_pair(str(by_hand / 'photo.png'), 3)):
+  for tagged_pair, by_hand_pair in zip(pairs.ground_truth_pair(str(tagged / 'photo.jpg'), 3),
+                                       pairs.ground_truth_pair(str(by_hand / 'photo.png'), 3)):
     assert tagged_pair.size == by_hand_pair.size and tagged_pair.height > tagged_pair.width
     np.testing.assert_array_equal(np.asarray(tagged_pair), np.asarray(by_hand_pair))
   for (tagged_lr, tagged_hr), (by_hand_lr, by_hand_hr) in zip(evaluation.validation_pairs(str(tagged), 3),

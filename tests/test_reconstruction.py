@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import checkpoints
+from superres import checkpoints
 import espcn
-import inference
-import utils
+from superres import colour
+from superres import inference
 from conftest import smooth_rgb
-from runtime import tf
+from superres.runtime import tf
 
 
 def run_bicubic_upscale(image, scale, mix=None):
@@ -56,12 +56,12 @@ def test_y_mode_output_has_the_networks_luminance_and_bicubic_chroma():
   image = smooth_rgb(20, 24, seed=5)
   output = model.upscale(image).astype(np.float64)
   network_luma = 255.0 * model.network(model.network_input(image))[..., 0]
-  lr_chroma = (image.astype(np.float64) @ utils.YCBCR_FROM_RGB[1:].T + 128.0).astype(np.float32)
+  lr_chroma = (image.astype(np.float64) @ colour.YCBCR_FROM_RGB[1:].T + 128.0).astype(np.float32)
   bicubic_chroma = run_bicubic_upscale(lr_chroma, 3)
   unclipped = ((output > 0) & (output < 255)).all(axis=-1)
   assert unclipped.mean() > 0.9
-  output_ycbcr = output @ utils.YCBCR_FROM_RGB.T + utils.YCBCR_OFFSET
-  rounding = 0.5 * np.abs(utils.YCBCR_FROM_RGB).sum(axis=1) + 1e-3  # R, G, B each off by <= 0.5
+  output_ycbcr = output @ colour.YCBCR_FROM_RGB.T + colour.YCBCR_OFFSET
+  rounding = 0.5 * np.abs(colour.YCBCR_FROM_RGB).sum(axis=1) + 1e-3  # R, G, B each off by <= 0.5
   assert (np.abs(output_ycbcr[..., 0] - network_luma)[unclipped] <= rounding[0]).all()
   assert (np.abs(output_ycbcr[..., 1:] - bicubic_chroma)[unclipped] <= rounding[1:]).all()
   model.session.close()
@@ -70,12 +70,12 @@ def test_y_mode_output_has_the_networks_luminance_and_bicubic_chroma():
 def test_rgb_mode_output_is_the_networks_rounded(upscaler):
   model = upscaler(2, 'rgb')
   image = smooth_rgb(15, 11, seed=6)
-  expected = utils.to_uint8(255.0 * model.network(model.network_input(image)))
+  expected = colour.to_uint8(255.0 * model.network(model.network_input(image)))
   np.testing.assert_array_equal(model.upscale(image), expected)
 
 
 def test_the_graphs_network_input_is_the_luminance_of_utils(upscaler):
-  """The network sees in the graph what prepare_data.py trained it on (utils.luminance, in float64)."""
+  """The network sees in the graph what prepare_data.py trained it on (colour.luminance, in float64)."""
   image = smooth_rgb(9, 13, seed=7)
-  np.testing.assert_allclose(upscaler(3, 'y').network_input(image)[..., 0], utils.luminance(image) / 255.0,
+  np.testing.assert_allclose(upscaler(3, 'y').network_input(image)[..., 0], colour.luminance(image) / 255.0,
                              atol=1e-6)

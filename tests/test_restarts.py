@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import training
+from superres import training
 from conftest import smooth_rgb
-from runtime import tf
+from superres.runtime import tf
 
 ADAM_BETA1 = 0.9  # tf.train.AdamOptimizer's default
 

@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-import checkpoints
-import inference
-import utils
+from superres import checkpoints
+from superres import inference
+from superres import metrics
+from superres import pairs
 
 
 
@@ -20,10 +21,10 @@ def sample_photo_psnr(channels, scale, precision='float32'):
   """Y-PSNR of a shipped model on the sample photo, and of bicubic."""
   upscaler = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(channels, scale), scale, channels,
                                             precision=precision)
-  lr_image, hr_image = utils.make_lr_hr(Image.fromarray(data.astronaut()), scale)
-  espcn_psnr = utils.psnr_y(np.asarray(hr_image), upscaler.upscale(np.asarray(lr_image)), scale)
-  bicubic_psnr = utils.psnr_y(np.asarray(hr_image),
-                              np.asarray(utils.bicubic_resize(lr_image, hr_image.size)), scale)
+  lr_image, hr_image = pairs.make_lr_hr(Image.fromarray(data.astronaut()), scale)
+  espcn_psnr = metrics.psnr_y(np.asarray(hr_image), upscaler.upscale(np.asarray(lr_image)), scale)
+  bicubic_psnr = metrics.psnr_y(np.asarray(hr_image),
+                              np.asarray(pairs.bicubic_resize(lr_image, hr_image.size)), scale)
   upscaler.session.close()
   return espcn_psnr, bicubic_psnr
 

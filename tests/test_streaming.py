@@ -3,9 +3,9 @@ training on it sees every patch once per epoch, each with its own HR patch, as t
 import h5py
 import numpy as np
 import pytest
-import patches
-import training
-from runtime import tf
+from superres import patches
+from superres import training
+from superres.runtime import tf
 
 
 SETTINGS = {'scale': 2, 'channels': 'y', 'patch_size': 4, 'stride': 2}

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import checkpoints
-import events
-import inference
+from superres import checkpoints
+from superres import events
+from superres import inference
 import train
-import utils
+from superres import metrics
+from superres import pairs
 from conftest import smooth_rgb
-from runtime import tf
+from superres.runtime import tf
 
 SCALE = 2
 SCALAR_TAGS = ('loss', 'learning_rate')
@@ -75,8 +76,8 @@ def test_validation_scalars_are_the_logged_psnr_and_bicubics_by_the_evaluation_p
   np.testing.assert_allclose([value for _, value in psnr], [record['val_psnr'] for record in logged], atol=1e-4)
   bicubic = []
   for path in sorted(validation_images.iterdir()):  # the mean Y-PSNR of Pillow's bicubic, border r
-    lr_image, hr_image = utils.make_lr_hr(Image.open(path), SCALE)
-    bicubic.append(utils.psnr_y(np.asarray(hr_image), np.asarray(lr_image.resize(hr_image.size, Image.BICUBIC)),
+    lr_image, hr_image = pairs.make_lr_hr(Image.open(path), SCALE)
+    bicubic.append(metrics.psnr_y(np.asarray(hr_image), np.asarray(lr_image.resize(hr_image.size, Image.BICUBIC)),
                                 SCALE))
   for _, _, value in summaries['validation/bicubic_psnr']:
     assert value.simple_value == pytest.approx(np.mean(bicubic), abs=1e-4)
@@ -95,7 +96,7 @@ def test_the_images_are_one_96_pixel_crop_of_the_first_validation_image_upscaled
   """The HR crop is cut from the first validation image where it sits on the grid of r pixels; bicubic is
   the same crop of its bicubic upscale, and ESPCN's at step 30 that of the step-30 model's upscale."""
   summaries = read_summaries(resumed_run)
-  lr_image, hr_image = utils.make_lr_hr(Image.open(validation_images / 'val0.png'), SCALE)
+  lr_image, hr_image = pairs.make_lr_hr(Image.open(validation_images / 'val0.png'), SCALE)
   hr = np.asarray(hr_image)
   crops = {tag: decoded(summaries[tag][-1][2]) for tag in IMAGE_TAGS}
   for tag, crop in crops.items():

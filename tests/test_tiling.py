@@ -7,9 +7,10 @@ twice; either moved a rare 8-bit value by one level (inference.Upscaler.freeze, 
 import numpy as np
 import pytest
 
-import checkpoints
-import inference
-import utils
+from superres import checkpoints
+from superres import image_files
+from superres import inference
+from superres import pairs
 from conftest import smooth_rgb
 
 
@@ -42,7 +43,7 @@ def test_tiles_change_no_pixel_of_a_shipped_model_on_a_frame(channels):
   """On a real model and a real frame, where the two slips above moved up to 34 bytes and one to three bytes
   ('y') per tile shape, tiles give the bytes of one pass."""
   model = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(channels, 3), 3, channels)
-  frame = np.asarray(utils.bicubic_resize(utils.sample_photo(), (320, 180)))
+  frame = np.asarray(pairs.bicubic_resize(image_files.sample_photo(), (320, 180)))
   one_pass = model.upscale(frame)
   for tile in (100, 64):
     model.tile = tile

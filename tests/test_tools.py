@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import patches
+from superres import patches
 from conftest import smooth_rgb
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import espcn
-import inference
+from superres import inference
 from conftest import smooth_rgb
-from runtime import tf
+from superres.runtime import tf
 
 FINAL_LINE = re.compile(r'^step (\d+): loss ([0-9.]+)', re.MULTILINE)
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import inference
-import patches
+from superres import inference
+from superres import patches
 import train
-import training
+from superres import training
 from conftest import smooth_rgb
-from runtime import tf
+from superres.runtime import tf
 
 SCALE = 2
 

@@ -4,7 +4,7 @@ import json
 import pytest
 from PIL import Image
 
-import evaluation
+from superres import evaluation
 from conftest import smooth_rgb
 
 # (train_seconds, val_psnr) of a fake run: a dip after a warm restart at 10 minutes, the best at 20.

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import checkpoints
-import inference
-import utils
-import video
+from superres import checkpoints
+from superres import image_files
+from superres import inference
+from superres import metrics
+from superres import video
 from conftest import REPO_ROOT
-from runtime import tf
+from superres.runtime import tf
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
@@ -31,7 +32,7 @@ def make_clip(path, width, height, seconds, rate='25', audio=True, codec=('-c:v'
 
 def make_photo_clip(path, width, height, frames, codec=('-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-crf', '0')):
   """A clip of the sample photo panning right, a pixel per frame: natural colours, any size."""
-  photo = np.asarray(utils.sample_photo())
+  photo = np.asarray(image_files.sample_photo())
   raw = b''.join(np.ascontiguousarray(photo[100:100 + height, 150 + index:150 + index + width]).tobytes()
                  for index in range(frames))
   subprocess.run([FFMPEG, '-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', f'{width}x{height}',
@@ -85,13 +86,14 @@ def test_a_frame_is_generates_output_for_that_frame_up_to_h264s_loss(tmp_path, c
   video.upscale_video(model, str(clip), str(tmp_path / 'clip_x3.mp4'))
   subprocess.run([FFMPEG, '-v', 'error', '-i', str(clip), '-vf', r'select=eq(n\,7)', '-frames:v', '1',
                   str(tmp_path / 'frame7.png')], check=True)
-  inference.upscale_file(model, lambda: utils.load_image(str(tmp_path / 'frame7.png')), str(tmp_path / 'sr.png'))
+  inference.upscale_file(model, lambda: image_files.load_image(str(tmp_path / 'frame7.png')),
+                         str(tmp_path / 'sr.png'))
   expected = np.asarray(Image.open(tmp_path / 'sr.png'))[:height * 3 // 2 * 2, :width * 3 // 2 * 2]
   meta, decoded = read_clip(tmp_path / 'clip_x3.mp4')
   matrix = 'bt709' if 'BT.709' in case else 'smpte170m'  # the input's, or BT.601 for an untagged SD clip
   assert f'tv, {matrix}' in meta['pix_fmt']
-  assert utils.psnr_y(expected, decoded[7], 0) >= 44.0
-  assert utils.psnr_y(expected, decoded[9], 0) < 35.0  # the right frame: two pixels of panning are far off
+  assert metrics.psnr_y(expected, decoded[7], 0) >= 44.0
+  assert metrics.psnr_y(expected, decoded[9], 0) < 35.0  # the right frame: two pixels of panning are far off
   model.session.close()
 
 
@@ -254,8 +256,8 @@ def test_the_command_upscales_a_folder_of_a_clip_and_a_photo(tmp_path, run_scrip
 PEAK_RSS = """
 import resource, sys
 sys.path.insert(0, {repo!r})
-from runtime import tf
-import checkpoints, inference, video
+from superres.runtime import tf
+from superres import checkpoints, inference, video
 model = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir('y', 3), 3, 'y')
 video.upscale_video(model, sys.argv[1], sys.argv[2], preset='ultrafast')
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -15,11 +15,12 @@ from absl import app
 from absl import flags
 from tqdm import tqdm
 
-import patches
-import training
-import utils
-from runtime import session_config
-from runtime import tf
+from superres import files
+from superres import model_flags
+from superres import patches
+from superres import training
+from superres.runtime import session_config
+from superres.runtime import tf
 
 FLAGS = flags.FLAGS
 
@@ -45,17 +46,17 @@ def patches_per_second(session, graph, batch_iterator, steps, batch_size):
   return steps * batch_size / (time.perf_counter() - start)
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
-  utils.ensure_writable_parent(FLAGS.json)
+  files.ensure_writable_parent(FLAGS.json)
   attributes = patches.read_settings(FLAGS.data)
   readers = {'in_memory': patches.open_patches(FLAGS.data, attributes, 2**62),
              'streamed': patches.open_patches(FLAGS.data, attributes, int(FLAGS.max_memory * 2**20))}
   if not isinstance(readers['streamed'], patches.StreamedPatches):
-    raise utils.InputError(f'{FLAGS.data}: fits in --max_memory={FLAGS.max_memory} MiB, so it would not be '
+    raise files.InputError(f'{FLAGS.data}: fits in --max_memory={FLAGS.max_memory} MiB, so it would not be '
                            f'streamed; give a smaller budget')
-  graph = training.build_training_graph(attributes['scale'], utils.CHANNEL_MODES[attributes['channels']],
+  graph = training.build_training_graph(attributes['scale'], model_flags.CHANNEL_MODES[attributes['channels']],
                                      'none', 1e-4, 1.0)
   batch_iterators = {name: training.batches(reader, FLAGS.batch_size, seed=0, first_step=0, augment_batches=True)
                      for name, reader in readers.items()}
@@ -73,9 +74,9 @@ def main(argv):
             'batch_size': FLAGS.batch_size, 'steps_per_round': FLAGS.steps, 'rounds': FLAGS.rounds,
             'in_memory_patches_per_s': medians['in_memory'], 'streamed_patches_per_s': medians['streamed'],
             'streamed_to_in_memory': medians['streamed'] / medians['in_memory']}
-  print(utils.format_report(report))
+  print(files.format_report(report))
   if FLAGS.json:
-    utils.write_json(report, FLAGS.json)
+    files.write_json(report, FLAGS.json)
 
 
 if __name__ == '__main__':

@@ -17,17 +17,18 @@ import numpy as np
 from absl import app
 from absl import flags
 
-import benchmark
-import checkpoints
-import inference
-import utils
-import video
+from superres import benchmark
+from superres import checkpoints
+from superres import files
+from superres import inference
+from superres import model_flags
+from superres import video
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
-  utils.define_model_flags()
+  model_flags.define_model_flags()
   flags.DEFINE_string('input', 'result/clip.mp4', 'The clip to upscale (tools.make_clip writes one).')
   flags.DEFINE_integer('rounds', 3, 'Alternating rounds of the job and of the network alone.', lower_bound=1)
   flags.DEFINE_enum('preset', 'veryfast', ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium'],
@@ -55,10 +56,10 @@ def encode(frames, decoder, path):
   encoder.finish()
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
-  utils.ensure_writable_parent(FLAGS.json)
+  files.ensure_writable_parent(FLAGS.json)
   upscaler = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(FLAGS.channels, FLAGS.scale),
                                                 FLAGS.scale, FLAGS.channels)
   yuv420 = FLAGS.channels == 'y'  # as video.upscale_video decides
@@ -86,9 +87,9 @@ def main(argv):
   report.update({f'{stage}_ms_per_frame': 1e3 * medians[stage] / count
                  for stage in ('decode', 'network', 'reconstruction', 'encode')})
   report['merge_ms_per_frame'] = report['reconstruction_ms_per_frame'] - report['network_ms_per_frame']
-  print(utils.format_report(report))
+  print(files.format_report(report))
   if FLAGS.json:
-    utils.write_json(report, FLAGS.json)
+    files.write_json(report, FLAGS.json)
 
 
 if __name__ == '__main__':

@@ -16,9 +16,10 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from runtime import tf  # first: TensorFlow's start-up settings (runtime.py), before espcn imports it
+from superres.runtime import tf  # first: TensorFlow's start-up settings (runtime.py), before espcn imports it
 import espcn
-import utils
+from superres import files
+from superres import image_files
 
 FLAGS = flags.FLAGS
 CODE = 100  # feature value = CODE * LR pixel index + channel index (both < CODE)
@@ -150,18 +151,18 @@ def draw(features, ps, d2s, scale, colours):
   return canvas.image
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   colours = FLAGS.colours
   if colours not in COLOUR_NAMES:
-    raise utils.InputError(f'--colours={colours}: expected 1 (Y) or 3 (R, G, B)')
-  utils.ensure_writable_parent(FLAGS.output)
+    raise files.InputError(f'--colours={colours}: expected 1 (Y) or 3 (R, G, B)')
+  files.ensure_writable_parent(FLAGS.output)
   features = labelled_features(FLAGS.lr_size, FLAGS.scale, colours)
   ps, d2s = shuffle(features, FLAGS.scale, colours)
   check_cells(ps, FLAGS.scale, 'espcn.phase_shift')
   check_cells(d2s, FLAGS.scale, 'tf.nn.depth_to_space')
-  utils.save_png(draw(features, ps, d2s, FLAGS.scale, colours), FLAGS.output)
+  image_files.save_png(draw(features, ps, d2s, FLAGS.scale, colours), FLAGS.output)
   print(f'{FLAGS.output}: PS and depth_to_space, r = {FLAGS.scale}, C = {colours}, '
         f'{FLAGS.lr_size}x{FLAGS.lr_size} LR pixels')
 

@@ -17,13 +17,16 @@ import numpy as np
 from absl import app
 from absl import flags
 
-import checkpoints
-import evaluation
-import export
-import inference
-import runtime
-import utils
-from runtime import tf
+from superres import checkpoints
+from superres import colour
+from superres import evaluation
+from superres import export
+from superres import files
+from superres import inference
+from superres import metrics
+from superres import pairs
+from superres import runtime
+from superres.runtime import tf
 
 FLAGS = flags.FLAGS
 EVAL_SETS = ('Set5', 'Set14')
@@ -46,12 +49,12 @@ def dnn_superres(model_path, scale):
 def opencv_psnr(model, eval_dir, scale):
   """Mean Y-PSNR of a dnn_superres model on ground-truth images, LR made as the evaluation makes it."""
   scores = []
-  for path in utils.list_images(eval_dir):
-    lr_image, hr_image = utils.ground_truth_pair(path, scale)
+  for path in files.list_images(eval_dir):
+    lr_image, hr_image = pairs.ground_truth_pair(path, scale)
     bgr = cv2.cvtColor(np.asarray(lr_image.convert('RGB')), cv2.COLOR_RGB2BGR)
     sr = cv2.cvtColor(model.upsample(bgr), cv2.COLOR_BGR2RGB)
     hr = np.asarray(hr_image)
-    scores.append(utils.psnr_y(hr, sr[..., 0] if hr.ndim == 2 else sr, scale))  # a gray image stays gray
+    scores.append(metrics.psnr_y(hr, sr[..., 0] if hr.ndim == 2 else sr, scale))  # a gray image stays gray
   return float(np.mean(scores))
 
 
@@ -63,17 +66,17 @@ def tflite_psnr(path, eval_dir, scale):
   input_index = interpreter.get_input_details()[0]['index']
   output_index = interpreter.get_output_details()[0]['index']
   scores = []
-  for image_path in utils.list_images(eval_dir):
-    lr_image, hr_image = utils.ground_truth_pair(image_path, scale)
-    lr_y = utils.luminance(np.asarray(lr_image)).astype(np.float32)[None, ..., None] / 255.0  # [1, H, W, 1]
+  for image_path in files.list_images(eval_dir):
+    lr_image, hr_image = pairs.ground_truth_pair(image_path, scale)
+    lr_y = colour.luminance(np.asarray(lr_image)).astype(np.float32)[None, ..., None] / 255.0  # [1, H, W, 1]
     with runtime.quiet_stderr():
       interpreter.resize_tensor_input(input_index, lr_y.shape)
       interpreter.allocate_tensors()
     interpreter.set_tensor(input_index, lr_y)
     interpreter.invoke()
-    sr_y = utils.to_uint8(255.0 * interpreter.get_tensor(output_index)[0, ..., 0])
-    hr_y = utils.to_uint8(utils.luminance(np.asarray(hr_image)))
-    scores.append(utils.psnr_y(hr_y, sr_y, scale))  # 2-D images: scored as the Y they are
+    sr_y = colour.to_uint8(255.0 * interpreter.get_tensor(output_index)[0, ..., 0])
+    hr_y = colour.to_uint8(colour.luminance(np.asarray(hr_image)))
+    scores.append(metrics.psnr_y(hr_y, sr_y, scale))  # 2-D images: scored as the Y they are
   return float(np.mean(scores))
 
 
@@ -99,13 +102,13 @@ def scores_of(channels, scale, export_dir):
   return scores
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
-  utils.ensure_writable_parent(FLAGS.json)
+  files.ensure_writable_parent(FLAGS.json)
   for folder in [os.path.join(FLAGS.data_dir, name) for name in EVAL_SETS] + [FLAGS.opencv_models]:
     if not os.path.isdir(folder):
-      raise utils.InputError(f'{folder}: no such folder')
+      raise files.InputError(f'{folder}: no such folder')
   models = [(channels, scale) for channels, scale in checkpoints.SHIPPED_MODELS if channels == 'y']
   with tempfile.TemporaryDirectory() as work_dir:
     table = {f'y_x{scale}': scores_of(channels, scale, os.path.join(work_dir, f'x{scale}'))
@@ -118,7 +121,7 @@ def main(argv):
       print(f'| {model.replace("_", " ")}, {eval_set} | ' + ' | '.join(f'{scores[name]:.2f}' for name in methods)
             + ' |')
   if FLAGS.json:
-    utils.write_json(table, FLAGS.json)
+    files.write_json(table, FLAGS.json)
 
 
 if __name__ == '__main__':

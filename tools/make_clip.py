@@ -11,7 +11,7 @@ import imageio_ffmpeg
 from absl import app
 from absl import flags
 
-import utils
+from superres import files
 
 FLAGS = flags.FLAGS
 CONTAINERS = {'.mp4': 'mp4', '.mkv': 'matroska', '.mov': 'mov'}  # extension -> ffmpeg's muxer
@@ -29,28 +29,28 @@ def make_clip(path, width, height, seconds, rate='25', audio=True):
   written under a temporary name and renamed when complete."""
   container = CONTAINERS.get(os.path.splitext(path)[1].lower())
   if container is None:
-    raise utils.InputError(f'{path}: give a {", ".join(CONTAINERS)} file name')
+    raise files.InputError(f'{path}: give a {", ".join(CONTAINERS)} file name')
   command = [imageio_ffmpeg.get_ffmpeg_exe(), '-v', 'error', '-y', '-f', 'lavfi', '-i',
              f'testsrc2=size={width}x{height}:rate={rate}:duration={seconds}']
   if audio:
     command += ['-f', 'lavfi', '-i', f'sine=frequency=440:duration={seconds}', '-c:a', 'aac', '-shortest']
-  with utils.atomic_output(path) as temporary:
+  with files.atomic_output(path) as temporary:
     result = subprocess.run(command + ['-c:v', 'libx264', '-pix_fmt', 'yuv420p', '-f', container, temporary],
                             capture_output=True, text=True, check=False)
     if result.returncode != 0:
       message = (result.stderr.strip().splitlines() or ['no message'])[-1]
-      raise utils.InputError(f'{path}: ffmpeg could not write the clip ({message})')
+      raise files.InputError(f'{path}: ffmpeg could not write the clip ({message})')
   return path
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   try:
     width, height = (int(part) for part in FLAGS.size.lower().split('x'))
   except ValueError:
-    raise utils.InputError(f'--size={FLAGS.size}: expected WIDTHxHEIGHT, e.g. 640x360') from None
-  utils.ensure_writable_parent(FLAGS.output)
+    raise files.InputError(f'--size={FLAGS.size}: expected WIDTHxHEIGHT, e.g. 640x360') from None
+  files.ensure_writable_parent(FLAGS.output)
   print(make_clip(FLAGS.output, width, height, FLAGS.seconds, FLAGS.rate))
 
 

@@ -14,7 +14,9 @@ from absl import flags
 from PIL import Image
 from PIL import ImageDraw
 
-import utils
+from superres import files
+from superres import image_files
+from superres import metrics
 
 FLAGS = flags.FLAGS
 PANELS = (('lr', 'LR (nearest)'), ('bicubic', 'bicubic'), ('espcn', 'ESPCN'), ('hr', 'HR'))
@@ -32,7 +34,7 @@ def define_flags():
 
 def load_panels(result_dir, name):
   """The four saved images of `name` (the LR one enlarged to HR size with nearest neighbour), and r."""
-  images = {key: utils.load_image(os.path.join(result_dir, f'{name}_{key}.png')) for key, _ in PANELS}
+  images = {key: image_files.load_image(os.path.join(result_dir, f'{name}_{key}.png')) for key, _ in PANELS}
   scale = images['hr'].width // images['lr'].width
   images['lr'] = images['lr'].resize(images['hr'].size, Image.NEAREST)
   return images, scale
@@ -51,7 +53,7 @@ def compose(images, box, zoom, scale):
     figure.paste(crop.convert('RGB'), (panel_left, 0))
     label = title
     if key in ('bicubic', 'espcn'):
-      label += f'  {utils.psnr_y(images["hr"], images[key], scale):.2f} dB'
+      label += f'  {metrics.psnr_y(images["hr"], images[key], scale):.2f} dB'
     draw.text((panel_left + 2, panel_size[1] + 3), label, fill='black')
   return figure
 
@@ -63,21 +65,21 @@ def parse_crop(values):
   except ValueError:
     box = []
   if len(box) != 4 or min(box[2:]) <= 0:
-    raise utils.InputError(f'--crop={",".join(values)}: expected left,top,width,height, e.g. 60,60,96,96')
+    raise files.InputError(f'--crop={",".join(values)}: expected left,top,width,height, e.g. 60,60,96,96')
   return box
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   box = parse_crop(FLAGS.crop)
-  utils.ensure_writable_parent(FLAGS.output)
+  files.ensure_writable_parent(FLAGS.output)
   images, scale = load_panels(FLAGS.result_dir, FLAGS.name)
   left, top, width, height = box
   if left < 0 or top < 0 or left + width > images['hr'].width or top + height > images['hr'].height:
-    raise utils.InputError(f'--crop={",".join(FLAGS.crop)}: outside the {images["hr"].width}x'
+    raise files.InputError(f'--crop={",".join(FLAGS.crop)}: outside the {images["hr"].width}x'
                            f'{images["hr"].height} image {FLAGS.name}')
-  utils.save_png(compose(images, box, FLAGS.zoom, scale), FLAGS.output)
+  image_files.save_png(compose(images, box, FLAGS.zoom, scale), FLAGS.output)
   print(f'{FLAGS.output}: {FLAGS.name}, crop {box}, x{scale}')
 
 

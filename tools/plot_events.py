@@ -18,8 +18,9 @@ from absl import flags
 from PIL import Image
 from PIL import ImageDraw
 
-import utils
-from runtime import tf
+from superres import files
+from superres import image_files
+from superres.runtime import tf
 
 FLAGS = flags.FLAGS
 CHART_SIZE = (300, 210)  # each chart, axes and labels included
@@ -53,7 +54,7 @@ def read_events(logdir):
     except tf.errors.DataLossError:
       pass  # a record cut short by a kill: the rest of that file was never written
   if not scalars:
-    raise utils.InputError(f'{logdir}: no TensorBoard events here (train.py writes them into its '
+    raise files.InputError(f'{logdir}: no TensorBoard events here (train.py writes them into its '
                            f'--checkpoint_dir)')
   return ({tag: sorted(points.items()) for tag, points in scalars.items()},
           {tag: [(step, Image.open(io.BytesIO(encoded))) for step, encoded in sorted(steps.items())]
@@ -138,14 +139,14 @@ def draw_figure(scalars, images, zoom):
   return figure
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   if not FLAGS.logdir:
-    raise utils.InputError('--logdir: give a train.py run folder (its --checkpoint_dir)')
-  utils.ensure_writable_parent(FLAGS.output)
+    raise files.InputError('--logdir: give a train.py run folder (its --checkpoint_dir)')
+  files.ensure_writable_parent(FLAGS.output)
   scalars, images = read_events(FLAGS.logdir)
-  utils.save_png(draw_figure(scalars, images, FLAGS.zoom), FLAGS.output)
+  image_files.save_png(draw_figure(scalars, images, FLAGS.zoom), FLAGS.output)
   counts = ', '.join(f'{tag} {len(points)}' for tag, points in sorted(scalars.items()))
   image_steps = sorted({step for pictures in images.values() for step, _ in pictures})
   print(f'{FLAGS.output}: {counts}; images of {len(image_steps)} validations')

@@ -11,10 +11,10 @@ import sys
 from absl import app
 from absl import flags
 
-import checkpoints
-import evaluation
-import inference
-import utils
+from superres import checkpoints
+from superres import evaluation
+from superres import files
+from superres import inference
 
 FLAGS = flags.FLAGS
 EVAL_SETS = ('Set5', 'Set14')
@@ -39,7 +39,7 @@ def evaluate_shipped_models(data_dir, output_dir):
     reports[channels, scale] = {}
     for eval_set in EVAL_SETS:
       images_dir = os.path.join(output_dir, f'{eval_set.lower()}_{channels}_x{scale}')
-      utils.ensure_writable_dir(images_dir)
+      files.ensure_writable_dir(images_dir)
       reports[channels, scale][eval_set] = evaluation.evaluate(upscaler, os.path.join(data_dir, eval_set),
                                                                images_dir)
   return reports
@@ -63,17 +63,17 @@ def format_results(reports):
   return '\n'.join(lines)
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
-  utils.ensure_writable_parent(FLAGS.json)
+  files.ensure_writable_parent(FLAGS.json)
   for eval_set in EVAL_SETS:
     if not os.path.isdir(os.path.join(FLAGS.data_dir, eval_set)):
-      raise utils.InputError(f'{os.path.join(FLAGS.data_dir, eval_set)}: no such folder (--data_dir)')
+      raise files.InputError(f'{os.path.join(FLAGS.data_dir, eval_set)}: no such folder (--data_dir)')
   reports = evaluate_shipped_models(FLAGS.data_dir, FLAGS.output_dir)
   print(format_results(reports))
   if FLAGS.json:
-    utils.write_json({f'{channels}_x{scale}': {name: report['mean'] for name, report in by_set.items()}
+    files.write_json({f'{channels}_x{scale}': {name: report['mean'] for name, report in by_set.items()}
                       for (channels, scale), by_set in reports.items()}, FLAGS.json)
 
 

@@ -11,8 +11,8 @@ of the model it started from (STARTING_POINT.md). The logs are shipped next to i
 from absl import app
 from absl import flags
 
-import checkpoints
-import utils
+from superres import checkpoints
+from superres import files
 
 FLAGS = flags.FLAGS
 
@@ -24,7 +24,7 @@ def define_flags():
   flags.mark_flag_as_required('run_dir')
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   checkpoint, destination = checkpoints.ship(FLAGS.run_dir, FLAGS.to)

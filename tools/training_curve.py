@@ -16,9 +16,10 @@ from absl import flags
 from PIL import Image
 from PIL import ImageDraw
 
-import checkpoints
-import evaluation
-import utils
+from superres import checkpoints
+from superres import evaluation
+from superres import files
+from superres import image_files
 
 FLAGS = flags.FLAGS
 COLOURS = ('#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e')
@@ -39,10 +40,10 @@ def read_run(spec):
   """(label, scale, [(minutes, val_psnr)], [(step, val_psnr)]) of one LABEL=RUN_DIR pair."""
   label, separator, run_dir = spec.partition('=')
   if not separator or not label or not run_dir:
-    raise utils.InputError(f'--runs: {spec!r} is not LABEL=RUN_DIR')
+    raise files.InputError(f'--runs: {spec!r} is not LABEL=RUN_DIR')
   config = checkpoints.read_config(run_dir)
   if config is None:
-    raise utils.InputError(f'{run_dir}: not a train.py run folder (no {checkpoints.CONFIG_FILE})')
+    raise files.InputError(f'{run_dir}: not a train.py run folder (no {checkpoints.CONFIG_FILE})')
   records = checkpoints.read_json_lines(os.path.join(run_dir, checkpoints.VALIDATION_LOG))
   return (label, config['scale'], [(record['train_seconds'] / 60, record['val_psnr']) for record in records],
           [(record['step'], record['val_psnr']) for record in records])
@@ -103,24 +104,24 @@ def numbers(flag):
   try:
     return [float(value) for value in FLAGS[flag].value]
   except ValueError:
-    raise utils.InputError(f'--{flag}={",".join(FLAGS[flag].value)}: expected numbers, e.g. 5,15,60') from None
+    raise files.InputError(f'--{flag}={",".join(FLAGS[flag].value)}: expected numbers, e.g. 5,15,60') from None
 
 
 def print_row(label, cells, digits=2):
   print(f'| {label} | ' + ' | '.join('-' if cell is None else f'{cell:.{digits}f}' for cell in cells) + ' |')
 
 
-@utils.exit_on_input_error
+@files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   if not FLAGS.runs:
-    raise utils.InputError('--runs: give at least one LABEL=RUN_DIR')
-  utils.ensure_writable_parent(FLAGS.output)
+    raise files.InputError('--runs: give at least one LABEL=RUN_DIR')
+  files.ensure_writable_parent(FLAGS.output)
   minutes, steps = numbers('minutes'), numbers('steps')
   runs = [read_run(spec) for spec in FLAGS.runs]
   bicubic_lines = {scale: evaluation.bicubic_psnr(evaluation.validation_pairs(FLAGS.val_dir, scale), scale)
                    for scale in sorted({scale for _, scale, _, _ in runs})}
-  utils.save_png(draw(runs, bicubic_lines), FLAGS.output)
+  image_files.save_png(draw(runs, bicubic_lines), FLAGS.output)
   print('| run | ' + ' | '.join(f'{value:g} min' for value in minutes) + ' |')
   print('|---|' + '---|' * len(minutes))
   for scale, psnr in bicubic_lines.items():

@@ -17,10 +17,13 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from runtime import tf  # first: TensorFlow's start-up settings (runtime.py), before espcn imports it
-import checkpoints
+from superres.runtime import tf  # first: TensorFlow's start-up settings (runtime.py), before espcn imports it
+from superres import checkpoints
 import espcn
-import utils
+from superres import colour
+from superres import image_files
+from superres import model_flags
+from superres import pairs
 
 PRECISIONS = ('float32', 'bfloat16')  # generate.py --precision: see layer2_in_bfloat16
 RECEPTIVE_RADIUS = 4  # LR pixels that reach one output pixel from each side: 2 (5x5) + 1 (3x3) + 1 (3x3)
@@ -97,9 +100,9 @@ def bicubic_subpixels(images, scale, mix=None, column_shift=0.0):
 # ---------------------------------------------------------------------------------------------------------
 
 def rgb_to_ycbcr(rgb):
-  """float32 [..., 3] R, G, B in [0, 255] -> Y, Cb, Cr (BT.601 studio range, utils.YCBCR_FROM_RGB)."""
-  ycbcr_from_rgb = utils.YCBCR_FROM_RGB.T.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
-  return tf.tensordot(rgb, ycbcr_from_rgb, 1) + utils.YCBCR_OFFSET.astype(np.float32)
+  """float32 [..., 3] R, G, B in [0, 255] -> Y, Cb, Cr (BT.601 studio range, colour.YCBCR_FROM_RGB)."""
+  ycbcr_from_rgb = colour.YCBCR_FROM_RGB.T.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
+  return tf.tensordot(rgb, ycbcr_from_rgb, 1) + colour.YCBCR_OFFSET.astype(np.float32)
 
 
 class Reconstruction(NamedTuple):
@@ -133,12 +136,12 @@ def reconstruction_graph(build_network, scale, channels):
     network_input = lr_ycbcr[..., :1] / 255.0  # [H, W, 1]
   else:
     network_input = lr_rgb / 255.0  # [H, W, 3]
-  lr_image = tf.placeholder_with_default(network_input, [None, None, utils.CHANNEL_MODES[channels]],
+  lr_image = tf.placeholder_with_default(network_input, [None, None, model_flags.CHANNEL_MODES[channels]],
                                          name='lr_image')
   sr_images = build_network(lr_image[None])  # [1, rH, rW, C]: a batch of one
   if channels == 'y':
-    rgb_from_ycbcr = utils.RGB_FROM_YCBCR.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
-    offset = utils.YCBCR_OFFSET.astype(np.float32)  # [3]
+    rgb_from_ycbcr = colour.RGB_FROM_YCBCR.astype(np.float32)  # [3, 3]: (R, G, B) x (Y, Cb, Cr)
+    offset = colour.YCBCR_OFFSET.astype(np.float32)  # [3]
     luma_gain = rgb_from_ycbcr[0, 0]  # Y's weight, the same in R, G and B (255/219)
     luma_share = (255.0 * luma_gain) * sr_images  # [1, rH, rW, 1]: what Y adds to each of R, G and B
     chroma_share = bicubic_subpixels(  # [1, H, W, r*r*3]: what Cb and Cr add to R, G, B, upscaled ...
@@ -254,7 +257,7 @@ class Upscaler:
     self.tile = tile
     self.precision = 'float32'
     self.checkpoint = None
-    network = functools.partial(espcn.espcn, scale=scale, channels=utils.CHANNEL_MODES[channels],
+    network = functools.partial(espcn.espcn, scale=scale, channels=model_flags.CHANNEL_MODES[channels],
                                 output_activation=output_activation)
     with session.graph.as_default(), tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
       self._set_tensors(reconstruction_graph(network, scale, channels))
@@ -353,7 +356,7 @@ class Upscaler:
         return self._narrow_safe(window, lambda wide: self.session.run(self.sr_pixels, {self.lr_pixels: wide}))
       return self.session.run(self.sr_pixels, {self.lr_pixels: window})
     sr = self.network(self.network_input(window))  # [rh, rw, C]
-    return utils.to_uint8(255.0 * sr.mean(axis=2))  # 'y': the one channel; 'rgb': the mean of R, G, B
+    return colour.to_uint8(255.0 * sr.mean(axis=2))  # 'y': the one channel; 'rgb': the mean of R, G, B
 
   def _narrow_safe(self, window, upscale_chroma):
     """upscale_chroma(window) [h, w, C] for a window of any size: bicubic chroma's mirrored border (tf.pad
@@ -385,18 +388,18 @@ def upscale_image(upscaler, image):
   Pixels, not a PIL image: a 12000x12000 result is 432 MB, and every conversion would copy it.
   """
   has_alpha = image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info
-  colour_mode = utils.colour_mode(image)
+  colour_mode = pairs.colour_mode(image)
   upscaled = upscaler.upscale(np.asarray(image.convert(colour_mode)))
   if not has_alpha:
     return upscaled
   size = (upscaled.shape[1], upscaled.shape[0])
-  alpha = utils.bicubic_resize(image.convert(colour_mode + 'A').getchannel('A'), size)
+  alpha = pairs.bicubic_resize(image.convert(colour_mode + 'A').getchannel('A'), size)
   return np.dstack([upscaled, np.asarray(alpha)])
 
 
 def upscale_file(upscaler, load, output):
   """Decode (`load()`), colour handling and network, PNG encoding: the whole job for one image. The
-  image's ICC colour profile, if it has one, goes into the PNG (utils.write_png): the pixels keep the
+  image's ICC colour profile, if it has one, goes into the PNG (image_files.write_png): the pixels keep the
   colour space they were in, so a viewer shows the upscaled photo in the colours of the original."""
   image = load()
-  utils.save_png(upscale_image(upscaler, image), output, image.info.get('icc_profile'))
+  image_files.save_png(upscale_image(upscaler, image), output, image.info.get('icc_profile'))

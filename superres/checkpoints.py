@@ -30,11 +30,11 @@ import shlex
 import shutil
 import time
 
-import training
-import utils
-from runtime import tf
+from superres import files
+from superres import training
+from superres.runtime import tf
 
-REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # superres/ is one level down
 SHIPPED_ROOT = os.path.join(REPO_ROOT, 'checkpoint')
 SHIPPED_MODELS = (('y', 2), ('y', 3), ('rgb', 3), ('y', 4))  # (channels, scale): every espcn_* folder
 CHECKPOINT_PREFIX = 'espcn.ckpt'
@@ -67,7 +67,7 @@ def read_config(model_dir):
   except FileNotFoundError:
     return None
   except (OSError, json.JSONDecodeError) as error:
-    raise utils.InputError(f'{path}: unreadable model config ({error})') from None
+    raise files.InputError(f'{path}: unreadable model config ({error})') from None
 
 
 def latest_checkpoint(model_dir):
@@ -80,12 +80,12 @@ def read_trained_config(model_dir, scale, channels):
   is wrong: no trained model there, or one for another scale or channel mode."""
   config = read_config(model_dir)
   if config is None or latest_checkpoint(model_dir) is None:
-    raise utils.InputError(
+    raise files.InputError(
         f'{model_dir}: no trained checkpoint here; train one with '
         f'`python train.py --images_dir=../shared/data/T91 --scale={scale} --channels={channels}` '
         f'and pass --checkpoint_dir={default_run_dir(channels, scale)}')
   if config['scale'] != scale or config['channels'] != channels:
-    raise utils.InputError(
+    raise files.InputError(
         f'{model_dir}: checkpoint is for --scale={config["scale"]} --channels={config["channels"]}, '
         f'not --scale={scale} --channels={channels}')
   return config
@@ -101,7 +101,7 @@ def restore(session, checkpoint, variables=None):
   try:
     tf.train.Saver(variables).restore(session, checkpoint)
   except (tf.errors.OpError, ValueError) as error:
-    raise utils.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
+    raise files.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
   return checkpoint
 
 
@@ -112,19 +112,19 @@ def restore(session, checkpoint, variables=None):
 def check_run_dir(run_dir, config):
   """Refuses, without writing anything, a folder that holds a shipped model or a run of other settings."""
   if os.path.exists(os.path.join(run_dir, CARD_FILE)):
-    raise utils.InputError(f'{run_dir}: holds a shipped model, which training never overwrites; '
+    raise files.InputError(f'{run_dir}: holds a shipped model, which training never overwrites; '
                            f'pass another --checkpoint_dir')
   existing = read_config(run_dir)
   if existing not in (None, config):
-    raise utils.InputError(f'{run_dir}: holds a run with settings {json.dumps(existing)}, '
+    raise files.InputError(f'{run_dir}: holds a run with settings {json.dumps(existing)}, '
                            f'not {json.dumps(config)}; pass another --checkpoint_dir')
 
 
 def create_run_dir(run_dir, config):
   """Creates the folder and its config, unless it holds a run already (see check_run_dir)."""
-  utils.ensure_writable_dir(run_dir)
+  files.ensure_writable_dir(run_dir)
   if read_config(run_dir) is None:
-    utils.write_json(config, os.path.join(run_dir, CONFIG_FILE))
+    files.write_json(config, os.path.join(run_dir, CONFIG_FILE))
 
 
 def machine_description():
@@ -145,7 +145,7 @@ def flag_values(options):
 
 
 def _in_this_repo(module):
-  """Whether a module name ('utils', 'tools.x') or a script path ('train.py') is a file of this repo."""
+  """Whether a module name ('superres.patches', 'tools.x') or a script path ('train.py') is a file of this repo."""
   stem = os.path.splitext(os.path.basename(module))[0] if module.endswith('.py') else module.replace('.', '/')
   return os.path.exists(os.path.join(REPO_ROOT, stem + '.py'))
 
@@ -158,7 +158,7 @@ def command_line(options):
 
 def remove_partial_saves(run_dir):
   """Deletes what saves cut short by a kill left in a run folder and its best/: the temporary files of
-  tf.train.Saver (checkpoint files, state file, meta graph) and of utils.atomic_output. No complete
+  tf.train.Saver (checkpoint files, state file, meta graph) and of files.atomic_output. No complete
   checkpoint is touched, and the state file never names these."""
   for folder in (run_dir, best_dir(run_dir)):
     for pattern in ('*.tempstate*', 'checkpoint.tmp*', '*.meta.tmp*', '*.[0-9]*.tmp'):
@@ -174,7 +174,7 @@ def append_record(record, path):
       content = stream.read()
       if content and not content.endswith(b'\n'):
         stream.truncate(content.rfind(b'\n') + 1)
-  utils.append_json_line(record, path)
+  files.append_json_line(record, path)
 
 
 def log_run(run_dir, step, total_steps, options):
@@ -205,9 +205,9 @@ def read_json_lines(path):
       except ValueError:
         pass  # cut short by a kill
   except (OSError, ValueError) as error:
-    raise utils.InputError(f'{path}: not a readable train.py log ({error})') from None
+    raise files.InputError(f'{path}: not a readable train.py log ({error})') from None
   if not records:
-    raise utils.InputError(f'{path}: an empty train.py log')
+    raise files.InputError(f'{path}: an empty train.py log')
   return records
 
 
@@ -229,7 +229,7 @@ def best_dir(run_dir):
 def copy_logs_to_best(run_dir):
   """best/ is a model folder of its own: it carries the run's config and run log (each copied whole)."""
   for log in (CONFIG_FILE, RUN_LOG):
-    with utils.atomic_output(os.path.join(best_dir(run_dir), log)) as temporary:
+    with files.atomic_output(os.path.join(best_dir(run_dir), log)) as temporary:
       shutil.copy(os.path.join(run_dir, log), temporary)
 
 
@@ -246,7 +246,7 @@ def write_starting_point(run_dir, model_dir, checkpoint, variable_names):
       lines += ['Its model card at the time:', '', stream.read()]
   else:
     lines += [f'`{model_dir}` had no model card; its own logs (runs.jsonl) tell how it was trained.']
-  utils.write_text('\n'.join(lines), os.path.join(run_dir, STARTING_POINT))
+  files.write_text('\n'.join(lines), os.path.join(run_dir, STARTING_POINT))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def write_starting_point(run_dir, model_dir, checkpoint, variable_names):
 def logged_flags(run, path):
   """The flags a runs.jsonl record logged, or an InputError for a log written before flags were logged."""
   if 'flags' not in run:
-    raise utils.InputError(f'{path}: a run logged before runs.jsonl recorded every flag; '
+    raise files.InputError(f'{path}: a run logged before runs.jsonl recorded every flag; '
                            f'its card cannot be written from its logs')
   return run['flags']
 
@@ -288,7 +288,7 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
   best_step = int(checkpoint_name.split('-')[-1])
   chosen = next((record for record in validations if record['step'] == best_step), None)
   if chosen is None:
-    raise utils.InputError(f'{run_dir}: {VALIDATION_LOG} has no score for step {best_step}')
+    raise files.InputError(f'{run_dir}: {VALIDATION_LOG} has no score for step {best_step}')
   run_log = os.path.join(run_dir, RUN_LOG)
   first = logged_flags(runs[0], run_log)
   last = validations[-1]
@@ -381,10 +381,10 @@ def ship(run_dir, destination=''):
   checkpoint = latest_checkpoint(best)
   config = read_config(run_dir)
   if checkpoint is None or config is None:
-    raise utils.InputError(f'{run_dir}: no best checkpoint and model config here (train with --val_dir)')
+    raise files.InputError(f'{run_dir}: no best checkpoint and model config here (train with --val_dir)')
   destination = destination or shipped_model_dir(config['channels'], config['scale'])
   if os.path.exists(destination) and not os.path.exists(os.path.join(destination, CARD_FILE)):
-    raise utils.InputError(f'{destination}: exists and is not a shipped model; not overwriting it')
+    raise files.InputError(f'{destination}: exists and is not a shipped model; not overwriting it')
   checkpoint_name = os.path.basename(checkpoint)
   card = model_card(run_dir, config, checkpoint_name, read_json_lines(os.path.join(run_dir, RUN_LOG)),
                     validation_history(read_json_lines(os.path.join(run_dir, VALIDATION_LOG))),
@@ -397,8 +397,8 @@ def ship(run_dir, destination=''):
         shutil.copy(os.path.join(best, name), staged)
     for log in (CONFIG_FILE, RUN_LOG, VALIDATION_LOG):
       shutil.copy(os.path.join(run_dir, log), staged)
-    utils.write_text(card, os.path.join(staged, CARD_FILE))
-    utils.replace_folder(staged, destination)
+    files.write_text(card, os.path.join(staged, CARD_FILE))
+    files.replace_folder(staged, destination)
   finally:
     shutil.rmtree(staged, ignore_errors=True)
   return checkpoint, destination

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from runtime import tf  # first: TensorFlow's start-up settings (runtime.py), before espcn imports it
+from superres.runtime import tf  # first: TensorFlow's start-up settings (runtime.py), before espcn imports it
 import espcn
 
 

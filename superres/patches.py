@@ -22,7 +22,11 @@ import numpy as np
 from absl import flags
 from tqdm import tqdm
 
-import utils
+from superres import colour
+from superres import files
+from superres import image_files
+from superres import model_flags
+from superres import pairs
 
 
 def define_patch_flags():
@@ -54,7 +58,7 @@ def parse_downscales(factors):
   except ValueError:
     values = []
   if not values or not all(0 < value <= 1 for value in values):
-    raise utils.InputError(f'--downscales={",".join(factors)}: give factors in (0, 1], e.g. 1,0.9,0.8')
+    raise files.InputError(f'--downscales={",".join(factors)}: give factors in (0, 1], e.g. 1,0.9,0.8')
   return values
 
 
@@ -80,7 +84,7 @@ def _append(dataset, patches):
   dataset[start:] = patches
 
 
-class TooSmallError(utils.InputError):
+class TooSmallError(files.InputError):
   """An image that gives no LR patch: skipped and counted apart from unreadable files."""
 
 
@@ -89,32 +93,32 @@ def _patches_of(path, scale, channels, patch_size, stride, downscales):
 
   A copy too small for one patch gives none; an InputError says why the whole file gives none.
   """
-  image = utils.load_image(path)
-  pairs, lr_sizes = [], []
+  image = image_files.load_image(path)
+  patch_pairs, lr_sizes = [], []
   for factor in downscales:
-    shrunk = utils.shrink(image, factor)
-    lr_image, hr_image = utils.make_lr_hr(shrunk, scale)
+    shrunk = pairs.shrink(image, factor)
+    lr_image, hr_image = pairs.make_lr_hr(shrunk, scale)
     lr_sizes.append(lr_image.size)
     if min(lr_image.size) >= patch_size:
-      pairs.append(utils.extract_patch_pairs(utils.network_channels(lr_image, channels),
-                                             utils.network_channels(hr_image, channels),
-                                             patch_size, stride, scale))
-  if not pairs:
+      patch_pairs.append(pairs.extract_patch_pairs(colour.network_channels(lr_image, channels),
+                                                   colour.network_channels(hr_image, channels),
+                                                   patch_size, stride, scale))
+  if not patch_pairs:
     lr_width, lr_height = max(lr_sizes)  # of the largest copy
     raise TooSmallError(
         f'{path}: image is smaller than one patch ({image.width}x{image.height} HR pixels give at most '
         f'{lr_width}x{lr_height} LR pixels at x{scale}, patch is {patch_size}x{patch_size})')
-  return np.concatenate([lr for lr, _ in pairs]), np.concatenate([hr for _, hr in pairs])
+  return np.concatenate([lr for lr, _ in patch_pairs]), np.concatenate([hr for _, hr in patch_pairs])
 
 
 def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=(1.0,)):
   """Writes the patch file and returns its one-line summary."""
   started = time.time()
-  paths = utils.list_images(images_dir)
-  utils.ensure_writable_parent(output)
-  num_channels = utils.CHANNEL_MODES[channels]
+  paths = files.list_images(images_dir)
+  files.ensure_writable_parent(output)
+  num_channels = model_flags.CHANNEL_MODES[channels]
   skipped = []
-  with utils.atomic_output(output) as temporary:
+  with files.atomic_output(output) as temporary:
     with h5py.File(temporary, 'w') as data_file:
       lr_dataset = _create_dataset(data_file, 'input', patch_size, num_channels)
       hr_dataset = _create_dataset(data_file, 'label', patch_size * scale, num_channels)
@@ -122,7 +126,7 @@ def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=
       for path in tqdm(paths, desc='images', unit='image', leave=False):
         try:
           lr_patches, hr_patches = _patches_of(path, scale, channels, patch_size, stride, downscales)
-        except utils.InputError as error:
+        except files.InputError as error:
           tqdm.write(f'skipped: {error}', file=sys.stderr)
           skipped.append('too small' if isinstance(error, TooSmallError) else 'unreadable')
           continue
@@ -130,7 +134,7 @@ def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=
         _append(hr_dataset, hr_patches)
       num_patches = lr_dataset.shape[0]
     if num_patches == 0:
-      raise utils.InputError(f'{images_dir}: no usable image (every one was unreadable or smaller than '
+      raise files.InputError(f'{images_dir}: no usable image (every one was unreadable or smaller than '
                              f'one {patch_size}x{patch_size} LR patch); nothing written')
   reasons = ', '.join(f'{skipped.count(reason)} {reason}' for reason in sorted(set(skipped)))
   used = len(paths) - len(skipped)
@@ -220,7 +224,7 @@ def settings_of(data_file):
 
 def not_a_patch_file(path, error):
   """The one message for a file that h5py cannot read as prepare_data.py's output."""
-  return utils.InputError(f'{path}: not a patch file from prepare_data.py ({error})')
+  return files.InputError(f'{path}: not a patch file from prepare_data.py ({error})')
 
 
 def read_settings(path):
@@ -247,19 +251,19 @@ def open_patches(path, expected_attributes, max_bytes):
     if attributes != expected_attributes:
       found = ' '.join(f'--{key}={value}' for key, value in sorted(attributes.items()))
       wanted = ' '.join(f'--{key}={value}' for key, value in sorted(expected_attributes.items()))
-      raise utils.InputError(f'{path}: data was prepared with {found or "unknown settings"}, '
+      raise files.InputError(f'{path}: data was prepared with {found or "unknown settings"}, '
                              f'not {wanted}; prepare it again or pass another --data')
     size = data_file['input'].nbytes + data_file['label'].nbytes
     if size <= max_bytes:
       with data_file:
         return InMemoryPatches(data_file)
     if data_file['input'].chunks is None:
-      raise utils.InputError(f'{path}: not chunked (not written by prepare_data.py), so it cannot be streamed; '
+      raise files.InputError(f'{path}: not chunked (not written by prepare_data.py), so it cannot be streamed; '
                              f'give --max_memory={math.ceil(size / 2**20)} or more')
     return StreamedPatches(data_file, max_bytes)
   except (OSError, KeyError) as error:
     data_file.close()
     raise not_a_patch_file(path, error) from None
-  except utils.InputError:
+  except files.InputError:
     data_file.close()
     raise

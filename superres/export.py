@@ -18,9 +18,10 @@ import shutil
 import numpy as np
 from absl import logging
 
-from runtime import tf  # first: TensorFlow's start-up settings (runtime.py), before espcn imports it
+from superres.runtime import tf  # first: TensorFlow's start-up settings (runtime.py), before espcn imports it
 import espcn
-import utils
+from superres import files
+from superres import model_flags
 
 FORMATS = ('dnn_superres', 'saved_model', 'tflite')
 LAYERS = ('layer1-conv1', 'layer2-conv2', 'layer3-conv3')
@@ -31,7 +32,7 @@ STUDIO_GAIN, STUDIO_OFFSET = 219.0 / 255.0, 16.0 / 255.0  # studio-range Y in [0
 def formats_for(channels, requested):
   """The formats to write: `requested` (empty: every one that applies), refusing dnn_superres for 'rgb'."""
   if 'dnn_superres' in requested and channels == 'rgb':
-    raise utils.InputError("--export_formats=dnn_superres: OpenCV's dnn_superres runs its espcn on Y alone; "
+    raise files.InputError("--export_formats=dnn_superres: OpenCV's dnn_superres runs its espcn on Y alone; "
                            'export a --channels=y model (an rgb model exports saved_model and tflite)')
   return list(requested) or [name for name in FORMATS if channels == 'y' or name != 'dnn_superres']
 
@@ -81,10 +82,10 @@ def network_session(weights, scale, channels, output_activation):
   """A session with the network alone, its weights constants: ([1, H, W, C] input, output, session)."""
   graph = tf.Graph()
   with graph.as_default():
-    lr_images = tf.placeholder(tf.float32, [1, None, None, utils.CHANNEL_MODES[channels]], name='lr_images')
+    lr_images = tf.placeholder(tf.float32, [1, None, None, model_flags.CHANNEL_MODES[channels]], name='lr_images')
     constants = lambda getter, name, *args, **kwargs: tf.constant(weights[name])  # get_variable -> a constant
     with tf.variable_scope(tf.get_variable_scope(), custom_getter=constants):
-      sr_images = tf.identity(espcn.espcn(lr_images, scale, utils.CHANNEL_MODES[channels], output_activation),
+      sr_images = tf.identity(espcn.espcn(lr_images, scale, model_flags.CHANNEL_MODES[channels], output_activation),
                               name='sr_images')
   return lr_images, sr_images, tf.Session(graph=graph)
 
@@ -132,7 +133,7 @@ def export(upscaler, export_dir, formats):
         write_tflite(weights, scale, channels, output_activation,
                      os.path.join(staged, f'espcn_{channels}_x{scale}{suffix}.tflite'), float16_weights)
     written = sorted(os.listdir(staged))
-    utils.replace_folder(staged, export_dir)
+    files.replace_folder(staged, export_dir)
   finally:
     shutil.rmtree(staged, ignore_errors=True)
   return [os.path.join(export_dir, name) for name in written]

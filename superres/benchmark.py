@@ -9,11 +9,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-import export
-import inference
-import runtime
-import utils
-from runtime import tf
+from superres import export
+from superres import files
+from superres import image_files
+from superres import inference
+from superres import pairs
+from superres import runtime
+from superres.runtime import tf
 
 try:
   import cv2  # requirements-export.txt: OpenCV's dnn_superres, timed when installed
@@ -100,18 +102,18 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   the baseline of its speed-up.
   """
   scale, width, height = upscaler.scale, output_size[0], output_size[1]
-  frame = utils.bicubic_resize(utils.sample_photo(), (width // scale, height // scale))
+  frame = pairs.bicubic_resize(image_files.sample_photo(), (width // scale, height // scale))
   frame_pixels = np.asarray(frame)
   network_input = upscaler.network_input(frame_pixels)
   frame_path, output_path = os.path.join(work_dir, 'frame.png'), os.path.join(work_dir, 'frame_sr.png')
   frame.save(frame_path)
   result = inference.upscale_image(upscaler, frame)
   pillow_result = Image.fromarray(result)
-  encoders = [lambda: utils.save_png(result, output_path),
+  encoders = [lambda: image_files.save_png(result, output_path),
               lambda: pillow_result.save(output_path, format='PNG', compress_level=1)]
   timed = [lambda: upscaler.network(network_input),
-           lambda: inference.upscale_file(upscaler, lambda: utils.load_image(frame_path), output_path),
-           lambda: utils.load_image(frame_path),
+           lambda: inference.upscale_file(upscaler, lambda: image_files.load_image(frame_path), output_path),
+           lambda: image_files.load_image(frame_path),
            lambda: upscaler.upscale(frame_pixels)] + encoders
   others = {'tflite_ms_median': tflite_run(upscaler, network_input, work_dir)}
   if cv2 is not None and upscaler.channels == 'y':
@@ -152,7 +154,7 @@ def parse_size(text, scale):
   try:
     width, height = (int(part) for part in text.lower().split('x'))
   except ValueError:
-    raise utils.InputError(f'--size={text}: expected WIDTHxHEIGHT, e.g. 1920x1080') from None
+    raise files.InputError(f'--size={text}: expected WIDTHxHEIGHT, e.g. 1920x1080') from None
   if min(width, height) <= 0 or width % scale or height % scale:
-    raise utils.InputError(f'--size={text}: width and height must be positive multiples of --scale={scale}')
+    raise files.InputError(f'--size={text}: width and height must be positive multiples of --scale={scale}')
   return width, height

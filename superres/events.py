@@ -8,9 +8,10 @@ import os
 
 import numpy as np
 
-import evaluation
-import utils
-from runtime import tf
+from superres import colour
+from superres import evaluation
+from superres import image_files
+from superres.runtime import tf
 
 SUMMARY_CROP = 96  # HR pixels a side of the validation crop shown in TensorBoard (a multiple of 2, 3 and 4)
 
@@ -85,7 +86,7 @@ def detail_crop(hr, bicubic, scale, size=SUMMARY_CROP):
   r pixels, where bicubic's Y error is largest: where the network has the most detail to restore."""
   height, width = hr.shape[:2]
   crop_height, crop_width = (min(size, side - side % scale) for side in (height, width))
-  error = (utils.luminance(hr) - utils.luminance(bicubic)) ** 2
+  error = (colour.luminance(hr) - colour.luminance(bicubic)) ** 2
   integral = np.pad(error.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # integral[i, j]: the sum of error[:i, :j]
   tops = np.arange(0, height - crop_height + 1, scale)[:, None]
   lefts = np.arange(0, width - crop_width + 1, scale)[None, :]
@@ -99,7 +100,7 @@ def detail_crop(hr, bicubic, scale, size=SUMMARY_CROP):
 def image_summary(tag, pixels):
   """A TensorBoard image of uint8 [H, W] (gray) or [H, W, 3] pixels, PNG-encoded."""
   stream = io.BytesIO()
-  utils.write_png(pixels, stream)
+  image_files.write_png(pixels, stream)
   return tf.Summary.Value(tag=tag, image=tf.Summary.Image(
       height=pixels.shape[0], width=pixels.shape[1], colorspace=1 if pixels.ndim == 2 else pixels.shape[2],
       encoded_image_string=stream.getvalue()))

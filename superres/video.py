@@ -34,7 +34,7 @@ import imageio_ffmpeg
 import numpy as np
 from tqdm import tqdm
 
-import utils
+from superres import files
 
 VIDEO_EXTENSIONS = ('.mp4', '.mov', '.mkv', '.avi', '.webm')
 QUEUE_FRAMES = 4  # frames waiting between the decoder, the network and the encoder
@@ -91,7 +91,7 @@ class Decoder:
     finally:
       probe.close()
     if 'size' not in meta or not meta.get('fps'):
-      raise utils.InputError(f'{path}: has no video stream')
+      raise files.InputError(f'{path}: has no video stream')
     self.width, self.height = meta['size']
     self.colour = colour_tags(meta.get('pix_fmt', ''))
     named_matrix = self.colour.get('colorspace')
@@ -102,7 +102,7 @@ class Decoder:
     self.reader = self._open(['-colorspace', self.colour['colorspace']] if named_matrix is None else [])
     try:
       self._header(self.reader)
-    except utils.InputError:
+    except files.InputError:
       self.reader.close()
       raise
     self.rate = exact_rate(meta['fps'])
@@ -123,10 +123,10 @@ class Decoder:
     except (OSError, RuntimeError, StopIteration) as error:
       log = str(error)  # imageio-ffmpeg's message carries ffmpeg's log, which lists the streams
       if 'Stream #' in log and 'Video:' not in log:
-        raise utils.InputError(f'{self.path}: has no video stream') from None
+        raise files.InputError(f'{self.path}: has no video stream') from None
       if 'Video:' in log and 'Nothing was written' in log:
-        raise utils.InputError(f'{self.path}: no video frames decode (an empty or corrupt video stream)') from None
-      raise utils.InputError(f'{self.path}: not a video that ffmpeg can decode ({log.splitlines()[0]})') from None
+        raise files.InputError(f'{self.path}: no video frames decode (an empty or corrupt video stream)') from None
+      raise files.InputError(f'{self.path}: not a video that ffmpeg can decode ({log.splitlines()[0]})') from None
 
   def _open(self, input_params):
     """imageio-ffmpeg's frame generator: 4:2:0 planes in studio range ('-color_range tv' converts a
@@ -161,7 +161,7 @@ class Decoder:
     while (frame := self.frames.get()) is not None:
       yield frame
     if self.error is not None:
-      raise utils.InputError(f'{self.path}: decoding failed ({str(self.error).splitlines()[0]})')
+      raise files.InputError(f'{self.path}: decoding failed ({str(self.error).splitlines()[0]})')
 
   def close(self):
     """Stops the reader thread (and ffmpeg with it), taking the frames it still puts in the queue."""
@@ -221,7 +221,7 @@ class Encoder:
     message = self.process.stderr.read().decode(errors='replace').strip()
     if self.process.wait() != 0 or self.error is not None:
       detail = message.splitlines()[-1] if message else self.error
-      raise utils.InputError(f'ffmpeg could not encode the video ({detail})')
+      raise files.InputError(f'ffmpeg could not encode the video ({detail})')
 
   def kill(self):
     self.process.kill()
@@ -239,7 +239,7 @@ def upscale_video(upscaler, path, output, crf=DEFAULT_CRF, preset=DEFAULT_PRESET
   scale = upscaler.scale
   width, height = decoder.width * scale // 2 * 2, decoder.height * scale // 2 * 2  # even, for 4:2:0
   frames = 0
-  with utils.atomic_output(output) as temporary:
+  with files.atomic_output(output) as temporary:
     encoder = None
     try:
       encoder = Encoder(temporary, width, height, decoder.rate, path if decoder.has_audio else None, crf,
@@ -251,7 +251,7 @@ def upscale_video(upscaler, path, output, crf=DEFAULT_CRF, preset=DEFAULT_PRESET
           frames += 1
           progress.update(1)
       if frames == 0:
-        raise utils.InputError(f'{path}: no video frames decode (an empty or corrupt video stream)')
+        raise files.InputError(f'{path}: no video frames decode (an empty or corrupt video stream)')
       encoder.finish()
     except BaseException:
       if encoder is not None:
