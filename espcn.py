@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 OUTPUT_ACTIVATIONS = ('tanh', 'none')  # train.py --output_activation: what follows PS
+PS_ORDER = 'c*r*r + p*r + q'  # the channel that phase_shift puts at (p, q) of colour c's cell; in config.json
 
 
 def conv_layer(inputs, scope, kernel_size, in_channels, out_channels):
@@ -42,20 +43,20 @@ def conv_layer(inputs, scope, kernel_size, in_channels, out_channels):
 def phase_shift(features, scale, channels):
   """The periodic shuffle PS: [N, H, W, r*r*C] -> [N, r*H, r*W, C].
 
-  The channels come in C blocks of r*r, one block per colour, as in the blog's code. Within the block of
-  colour c, channel q*r + p becomes the HR pixel at row offset p and column offset q of its r x r cell,
-  filling the cell column by column (the blog's code fills it row by row; the paper and
-  tf.nn.depth_to_space put the colour last: README, "The periodic shuffle"):
+  The channels come in C blocks of r*r, one block per colour, as in the blog's `_phase_shift`. Within the
+  block of colour c, channel p*r + q becomes the HR pixel at row offset p and column offset q of its r x r
+  cell, filling the cell row by row, as the blog's code does:
 
-    output[n, r*h + p, r*w + q, c] = features[n, h, w, c*r*r + q*r + p]
+    output[n, r*h + p, r*w + q, c] = features[n, h, w, c*r*r + p*r + q]
 
-  Written as reshape + transpose with the sizes read at run time, it needs no batch size and works for
-  every shape.
+  For one channel (C = 1) this is tf.nn.depth_to_space itself; for C > 1, depth_to_space puts the colour
+  last instead (the paper's order, docs/PS.md). Written as reshape + transpose with the sizes read at run
+  time, it needs no batch size and works for every shape.
   """
   shape = tf.shape(features)
   batch, height, width = shape[0], shape[1], shape[2]
-  cells = tf.reshape(features, [batch, height, width, channels, scale, scale])  # [N, H, W, C, q, p]
-  cells = tf.transpose(cells, [0, 1, 5, 2, 4, 3])  # [N, H, p, W, q, C]
+  cells = tf.reshape(features, [batch, height, width, channels, scale, scale])  # [N, H, W, C, p, q]
+  cells = tf.transpose(cells, [0, 1, 4, 2, 5, 3])  # [N, H, p, W, q, C]
   return tf.reshape(cells, [batch, height * scale, width * scale, channels])  # [N, rH, rW, C]
 
 

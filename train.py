@@ -403,7 +403,7 @@ def main(argv):
   settings = (FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride,
               patches.parse_downscales(FLAGS.downscales))
   config = {'scale': FLAGS.scale, 'channels': FLAGS.channels,
-            'output_activation': FLAGS.output_activation}
+            'output_activation': FLAGS.output_activation, 'ps_order': espcn.PS_ORDER}
   val_pairs = evaluation.validation_pairs(FLAGS.val_dir, FLAGS.scale) if FLAGS.val_dir else ()
   checkpoints.check_run_dir(checkpoint_dir, config)  # the quick checks first, before minutes of preparation
   if FLAGS.init_from and checkpoints.latest_checkpoint(checkpoint_dir) is None:  # (a resumed run ignores it)

@@ -30,6 +30,7 @@ import shlex
 import shutil
 import time
 
+import espcn
 from superres import files
 from superres import training
 from superres.runtime import tf
@@ -39,6 +40,7 @@ SHIPPED_ROOT = os.path.join(REPO_ROOT, 'checkpoint')
 SHIPPED_MODELS = (('y', 2), ('y', 3), ('rgb', 3), ('y', 4))  # (channels, scale): every espcn_* folder
 CHECKPOINT_PREFIX = 'espcn.ckpt'
 CONFIG_FILE = 'config.json'
+OLD_PS_ORDER = 'c*r*r + q*r + p'  # phase_shift's order before it took the blog's: configs without 'ps_order'
 CARD_FILE = 'MODEL.md'
 RUN_LOG = 'runs.jsonl'
 VALIDATION_LOG = 'validation.jsonl'
@@ -58,8 +60,8 @@ def default_run_dir(channels, scale):
 # config.json and restoring
 # ---------------------------------------------------------------------------------------------------------
 
-def read_config(model_dir):
-  """The scale, channel mode and output activation that train.py recorded for a folder, or None."""
+def read_config_file(model_dir):
+  """The config.json that train.py wrote into a folder, as it is, or None."""
   path = os.path.join(model_dir, CONFIG_FILE)
   try:
     with open(path) as stream:
@@ -68,6 +70,20 @@ def read_config(model_dir):
     return None
   except (OSError, json.JSONDecodeError) as error:
     raise files.InputError(f'{path}: unreadable model config ({error})') from None
+
+
+def read_config(model_dir):
+  """The scale, channel mode, output activation and PS order that train.py recorded for a folder, or None.
+
+  A folder trained before PS took the blog's channel order has no 'ps_order': its layer 3 expects the old
+  order, so it is refused with the command that converts it (tools/convert_ps_order.py).
+  """
+  config = read_config_file(model_dir)
+  if config is not None and config.get('ps_order') != espcn.PS_ORDER:
+    raise files.InputError(
+        f'{model_dir}: trained with the earlier PS channel order ({config.get("ps_order", OLD_PS_ORDER)}, '
+        f'not {espcn.PS_ORDER}); convert it once with `python -m tools.convert_ps_order --model_dir={model_dir}`')
+  return config
 
 
 def latest_checkpoint(model_dir):

@@ -5,8 +5,8 @@ generate.py --export_dir=DIR writes them (README, "Use the model elsewhere"):
 - DIR/ESPCN_x<r>.pb ('y' models): a frozen GraphDef that OpenCV's dnn_superres runs as its "espcn". OpenCV
   feeds the network full-range Y / 255 (its BGR -> YCrCb) and expects the same back, then merges chroma
   upscaled bilinearly; this repo's network works on studio-range Y (BT.601, 16..235). The graph converts
-  the range on its way in and out, and uses tf.nn.depth_to_space, which OpenCV implements, with layer 3's
-  output channels permuted to match PS's order (README, "The periodic shuffle").
+  the range on its way in and out, and uses tf.nn.depth_to_space, which OpenCV implements and which for one
+  channel is exactly PS (espcn.phase_shift).
 - DIR/saved_model/: the whole reconstruction (inference.reconstruction_graph), uint8 RGB [H, W, 3] in,
   uint8 RGB [rH, rW, 3] out, as the serving_default signature of a SavedModel.
 - DIR/espcn_<channels>_x<r>.tflite and ..._float16.tflite: the network alone, [1, H, W, C] in [0, 1] in and
@@ -43,31 +43,18 @@ def read_weights(upscaler):
   return dict(zip(names, upscaler.session.run([f'{name}:0' for name in names])))
 
 
-def ps_to_depth_to_space(scale, channels):
-  """perm such that depth_to_space(features[..., perm], r) == phase_shift(features, r, C) (README)."""
-  perm = np.empty(scale * scale * channels, np.int64)
-  for p in range(scale):
-    for q in range(scale):
-      for colour in range(channels):
-        perm[(p * scale + q) * channels + colour] = colour * scale * scale + q * scale + p
-  return perm
-
-
 def dnn_superres_graph_def(weights, scale, output_activation):
   """The 'y' network for OpenCV, frozen: full-range Y [1, H, W, 1] in [0, 1] in, [1, rH, rW, 1] out.
 
   Only the ops OpenCV's TensorFlow importer knows: Mul and Add for the range, Conv2D + BiasAdd + Tanh, and
-  DepthToSpace (registered by dnn_superres) for PS.
+  DepthToSpace (registered by dnn_superres) for PS: for one channel, PS is depth_to_space (espcn.phase_shift).
   """
-  perm = ps_to_depth_to_space(scale, 1)
   graph = tf.Graph()
   with graph.as_default():
     full_y = tf.placeholder(tf.float32, [1, None, None, 1], name='input')  # what dnn_superres feeds
     hidden = full_y * np.float32(STUDIO_GAIN) + np.float32(STUDIO_OFFSET)  # [1, H, W, 1] studio range
     for layer in LAYERS:
       kernel, bias = weights[f'{layer}/weights'], weights[f'{layer}/bias']
-      if layer == LAYERS[-1]:
-        kernel, bias = kernel[..., perm], bias[perm]  # PS's channel order -> depth_to_space's
       hidden = tf.nn.bias_add(tf.nn.conv2d(hidden, kernel, [1, 1, 1, 1], 'SAME'), bias)
       if layer != LAYERS[-1]:
         hidden = tf.tanh(hidden)  # [1, H, W, 64], then [1, H, W, 32]

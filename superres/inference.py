@@ -87,9 +87,9 @@ def bicubic_subpixels(images, scale, mix=None, column_shift=0.0):
   kernel = np.zeros([2 * BICUBIC_RADIUS + 1] * 2 + [channels, scale * scale * len(mix)], np.float32)
   for colour in range(len(mix)):
     for p in range(scale):  # row offset in the cell
-      for q in range(scale):  # column offset: PS takes channel d*r*r + q*r + p to (p, q) of colour d
+      for q in range(scale):  # column offset: PS takes channel d*r*r + p*r + q to (p, q) of colour d
         cell_weights = np.outer(row_weights[p], column_weights[q])  # [5, 5]
-        kernel[:, :, :, colour * scale * scale + q * scale + p] = cell_weights[..., None] * mix[colour]
+        kernel[:, :, :, colour * scale * scale + p * scale + q] = cell_weights[..., None] * mix[colour]
   pad = [[0, 0], [BICUBIC_RADIUS, BICUBIC_RADIUS], [BICUBIC_RADIUS, BICUBIC_RADIUS], [0, 0]]
   padded = tf.pad(images, pad, mode='SYMMETRIC')  # [N, H+4, W+4, C]
   return tf.nn.conv2d(padded, kernel, strides=[1, 1, 1, 1], padding='VALID')  # [N, H, W, r*r*D]

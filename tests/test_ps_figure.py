@@ -8,7 +8,7 @@ from tools import draw_ps
 
 @pytest.mark.parametrize('scale,colours', [(2, 3), (3, 1)])
 def test_the_labels_read_back_from_phase_shift_follow_its_formula(scale, colours):
-  """Every HR pixel is labelled with the LR pixel and channel it came from: c*r*r + q*r + p for PS,
+  """Every HR pixel is labelled with the LR pixel and channel it came from: c*r*r + p*r + q for PS,
   (p*r + q)*C + c for depth_to_space."""
   ps, d2s = draw_ps.shuffle(draw_ps.labelled_features(2, scale, colours), scale, colours)
   for row in range(2 * scale):
@@ -16,7 +16,7 @@ def test_the_labels_read_back_from_phase_shift_follow_its_formula(scale, colours
       pixel = (row // scale) * 2 + column // scale
       p, q = row % scale, column % scale
       for colour in range(colours):
-        assert ps[row, column, colour] == draw_ps.CODE * pixel + colour * scale * scale + q * scale + p
+        assert ps[row, column, colour] == draw_ps.CODE * pixel + colour * scale * scale + p * scale + q
         assert d2s[row, column, colour] == draw_ps.CODE * pixel + (p * scale + q) * colours + colour
 
 

@@ -59,7 +59,7 @@ def test_first_run_prepares_the_missing_data_file_and_records_the_model_config(t
   assert trained_run.data.is_file()
   assert 'starting at step 0 of 100' in trained_run.first.stdout
   config = json.loads((trained_run.checkpoint_dir / 'config.json').read_text())
-  assert config == {'scale': 3, 'channels': 'rgb', 'output_activation': 'tanh'}
+  assert config == {'scale': 3, 'channels': 'rgb', 'output_activation': 'tanh', 'ps_order': espcn.PS_ORDER}
 
 
 @pytest.mark.slow
@@ -143,7 +143,8 @@ def test_in_process_training_writes_a_restorable_checkpoint_of_its_scale(
   that computes the network of the stored weights."""
   folder = tiny_checkpoint(2, channels)
   config = json.loads((Path(folder) / 'config.json').read_text())
-  assert config == {'scale': 2, 'channels': channels, 'output_activation': 'tanh'}
+  assert config == {'scale': 2, 'channels': channels, 'output_activation': 'tanh',
+                    'ps_order': espcn.PS_ORDER}
   latest = tf.train.latest_checkpoint(folder)
   assert latest.endswith('espcn.ckpt-20') and tf.train.load_variable(latest, 'global_step') == 20
   image = smooth_rgb(11, 13, seed=9)

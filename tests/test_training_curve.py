@@ -4,6 +4,7 @@ import json
 import pytest
 from PIL import Image
 
+import espcn
 from superres import evaluation
 from conftest import smooth_rgb
 
@@ -15,7 +16,8 @@ VALIDATIONS = [(120, 20.0), (540, 22.0), (660, 21.0), (1200, 23.5), (1500, 23.0)
 def run_folder(tmp_path):
   run_dir = tmp_path / 'run'
   run_dir.mkdir()
-  (run_dir / 'config.json').write_text(json.dumps({'scale': 2, 'channels': 'y', 'output_activation': 'none'}))
+  config = {'scale': 2, 'channels': 'y', 'output_activation': 'none', 'ps_order': espcn.PS_ORDER}
+  (run_dir / 'config.json').write_text(json.dumps(config))
   (run_dir / 'validation.jsonl').write_text(''.join(
       json.dumps({'step': 1000 * (index + 1), 'val_psnr': psnr, 'train_seconds': seconds}) + '\n'
       for index, (seconds, psnr) in enumerate(VALIDATIONS)))

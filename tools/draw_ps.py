@@ -133,7 +133,7 @@ def draw(features, ps, d2s, scale, colours):
       canvas.text((left, top), f'k={channel}', font=canvas.small)
       canvas.grid(left, top + TEXT_LINE, features[0, :, :, channel].astype(int))
 
-  outputs = (('espcn.phase_shift (this repo): HR(r*h+p, r*w+q, c) = k = c*r*r + q*r + p', ps),
+  outputs = (('espcn.phase_shift (this repo): HR(r*h+p, r*w+q, c) = k = c*r*r + p*r + q', ps),
              ('tf.nn.depth_to_space: HR(r*h+p, r*w+q, c) = k = (p*r + q)*C + c', d2s))
   for number, (title, hr) in enumerate(outputs):
     left = MARGIN + number * (planes_width + 3 * BLOCK_GAP)
