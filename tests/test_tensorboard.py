@@ -17,6 +17,7 @@ from superres import metrics
 from superres import pairs
 from conftest import smooth_rgb
 from superres.runtime import tf
+from tools import plot_events
 
 SCALE = 2
 SCALAR_TAGS = ('loss', 'learning_rate')
@@ -121,21 +122,32 @@ def test_the_images_are_one_96_pixel_crop_of_the_first_validation_image_upscaled
 
 
 def test_plot_events_draws_the_three_charts_and_the_crops_of_the_first_and_last_validations(
-    resumed_run, tmp_path, main_in_process):
-  """Below the charts: bicubic, ESPCN at the first validation (step 10) and at the last (30), and HR."""
-  output = tmp_path / 'tensorboard.png'
-  main_in_process('tools.plot_events', f'--logdir={resumed_run}', f'--output={output}', '--zoom=2')
-  figure = Image.open(output)
-  assert figure.size == (3 * (300 + 10) + 10, 210 + 2 * 10 + 2 * 96 + 16 + 10)
-  pixels = np.asarray(figure.convert('RGB'))
+    resumed_run, tmp_path, main_in_process, monkeypatch):
+  """Charts of every logged loss, rate and validation PSNR (bicubic's dashed) against the step; below them
+  bicubic, ESPCN at the first validation (step 10) and at the last (30), and HR, each crop pixel 2 x 2 pixels
+  of the PNG. Without --output, the PNG goes to result/, not over the README's docs/tensorboard.png."""
+  monkeypatch.chdir(tmp_path)
+  main_in_process('tools.plot_events', f'--logdir={resumed_run}', '--zoom=2')
+  pixels = np.asarray(Image.open(tmp_path / 'result' / 'tensorboard.png').convert('RGB'))
+  figure = plot_events.draw_figure(*plot_events.read_events(str(resumed_run)), 2)  # where it put what
+  assert pixels.shape[:2] == (round(figure.bbox.height), round(figure.bbox.width))
   summaries = read_summaries(resumed_run)
+  charts = [axes for axes in figure.axes if not axes.get_images()]
+  assert [axes.get_yscale() for axes in charts] == ['log', 'log', 'linear']
+  lines = [(line.get_label(), line.get_xydata().tolist()) for axes in charts for line in axes.get_lines()]
+  tags = (('loss', 'loss'), ('learning rate', 'learning_rate'), ('ESPCN', 'validation/psnr'),
+          ('bicubic', 'validation/bicubic_psnr'))
+  assert lines == [(label, [[step, value.simple_value] for _, step, value in summaries[tag]]) for label, tag in tags]
+  crops = [axes for axes in figure.axes if axes.get_images()]
+  assert [axes.get_title() for axes in crops] == ['bicubic, step 30', 'ESPCN, step 10', 'ESPCN, step 30',
+                                                  'HR, step 30']
   expected = [summaries['validation/bicubic'][-1], summaries['validation/espcn'][0],
               summaries['validation/espcn'][-1], summaries['validation/hr'][-1]]
-  assert [step for _, step, _ in expected] == [30, 10, 30, 30]
-  top = 210 + 2 * 10 + 16
-  for index, (_, _, value) in enumerate(expected):
-    left = 10 + index * (2 * 96 + 10)  # each crop enlarged twice
-    np.testing.assert_array_equal(pixels[top:top + 192:2, left:left + 192:2], decoded(value), err_msg=index)
+  for axes, (_, _, value) in zip(crops, expected):
+    box = axes.get_window_extent()
+    left, top = round(box.x0), pixels.shape[0] - round(box.y1)
+    np.testing.assert_array_equal(pixels[top:top + 192, left:left + 192], decoded(value).repeat(2, 0).repeat(2, 1),
+                                  err_msg=axes.get_title())
 
 
 def test_plot_events_of_a_folder_without_events_is_one_error_line(tmp_path, main_in_process, capsys):

@@ -43,19 +43,27 @@ def test_results_table_holds_the_scores_of_generate_eval_dir_for_each_shipped_mo
   assert f'**{set14["psnr_y"]:.2f}** / {set14["ssim_y"]:.4f} |' in y_x3_row
 
 
-def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_sets, run_script):
-  result_dir = tmp_path / 'result'
+def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_sets, run_script,
+                                                                  main_in_process, monkeypatch):
+  """Without --output, the figure goes to result/, not over a figure of docs/."""
+  result_dir = tmp_path / 'evaluated'
   assert run_script('generate.py', f'--eval_dir={eval_sets / "Set5"}', '--scale=3', '--channels=y',
                     f'--output_dir={result_dir}').returncode == 0
-  figure_path = tmp_path / 'figure.png'
-  drawn = run_script('tools.make_figure', f'--result_dir={result_dir}', '--name=image0',
-                     '--crop=6,6,30,24', '--zoom=2', f'--output={figure_path}')
-  assert drawn.returncode == 0, drawn.stderr
-  with Image.open(figure_path) as figure:
+  monkeypatch.chdir(tmp_path)
+  main_in_process('tools.make_figure', f'--result_dir={result_dir}', '--name=image0', '--crop=6,6,30,24',
+                  '--zoom=2')
+  with Image.open(tmp_path / 'result' / 'comparison.png') as figure:
     assert figure.size == (4 * 30 * 2 + 3 * 4, 24 * 2 + 18)  # four panels with gaps, and a label strip
     hr_crop = Image.open(result_dir / 'image0_hr.png').crop((6, 6, 36, 30)).resize((60, 48), Image.NEAREST)
     hr_panel = figure.crop((3 * (60 + 4), 0, 3 * (60 + 4) + 60, 48))
     np.testing.assert_array_equal(np.asarray(hr_panel.convert('RGB')), np.asarray(hr_crop.convert('RGB')))
+
+
+def test_draw_ps_writes_under_result_unless_told(tmp_path, main_in_process, monkeypatch):
+  """The README's docs/ps.png is redrawn only when --output names it."""
+  monkeypatch.chdir(tmp_path)
+  main_in_process('tools.draw_ps')
+  assert sorted(path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob('*')) == ['result', 'result/ps.png']
 
 
 def test_streaming_benchmark_reports_each_readers_speed_under_its_own_name(

@@ -34,7 +34,7 @@ COLOUR_NAMES = {1: ('Y',), 3: ('R', 'G', 'B')}
 
 
 def define_flags():
-  flags.DEFINE_string('output', 'docs/ps.png', 'PNG file to write.')
+  flags.DEFINE_string('output', 'result/ps.png', 'PNG file to write.')
   flags.DEFINE_integer('scale', 2, 'Upscaling factor r.', lower_bound=2, upper_bound=4)
   flags.DEFINE_integer('colours', 3, 'Colour channels C of the output: 3 (R, G, B) or 1 (Y).')
   flags.DEFINE_integer('lr_size', 2, 'Side of the square LR image, in pixels.', lower_bound=1,

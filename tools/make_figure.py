@@ -29,7 +29,7 @@ def define_flags():
   flags.DEFINE_string('name', 'butterfly', 'Which evaluated image to show.')
   flags.DEFINE_list('crop', ['60', '60', '96', '96'], 'Crop in HR pixels: left,top,width,height.')
   flags.DEFINE_integer('zoom', 3, 'Enlargement of each crop (nearest neighbour).', lower_bound=1)
-  flags.DEFINE_string('output', 'docs/comparison.png', 'PNG file to write.')
+  flags.DEFINE_string('output', 'result/comparison.png', 'PNG file to write.')
 
 
 def load_panels(result_dir, name):

@@ -1,4 +1,4 @@
-"""Draws what TensorBoard shows of a train.py run, from the event files in its folder, as one PNG (for a page,
+"""Draws what TensorBoard shows of a train.py run, from the event files in its folder, as one image (for a page,
 or a machine without a browser): the training loss, the learning rate and the validation PSNR against the
 step (bicubic's PSNR dashed), and the validation crop as bicubic, ESPCN at the first and the last
 validation (the network sharpening), and HR.
@@ -15,26 +15,30 @@ import os
 import numpy as np
 from absl import app
 from absl import flags
+from matplotlib import ticker
 from PIL import Image
-from PIL import ImageDraw
 
 from superres import files
-from superres import image_files
 from superres.runtime import tf
+from tools import plotting
 
 FLAGS = flags.FLAGS
-CHART_SIZE = (300, 210)  # each chart, axes and labels included
-CHART_MARGIN = (58, 24, 12, 34)  # left, top, right, bottom: room for the tick labels and the title
 PANELS = (('validation/bicubic', 'bicubic', -1), ('validation/espcn', 'ESPCN', 0), ('validation/espcn', 'ESPCN', -1),
           ('validation/hr', 'HR', -1))  # (tag, label, which validation: the first or the last)
-GAP = 10
-LABEL_HEIGHT = 16
+FEW_POINTS = 50  # a line of at most this many points shows them as dots
+MIN_WIDTH = 9  # inches: the three charts side by side
+CHARTS_HEIGHT = 3  # inches
+CROP_GAP = 0.2  # inches between the crops, and the room for their titles and for the margin below them
+CROP_TITLE = 0.3
+MARGIN = 0.1
 
 
 def define_flags():
   flags.DEFINE_string('logdir', '', 'A train.py run folder (its --checkpoint_dir), holding its event files.')
-  flags.DEFINE_string('output', 'docs/tensorboard.png', 'PNG file to write.')
-  flags.DEFINE_integer('zoom', 2, 'Enlargement of the validation crop (nearest neighbour).', lower_bound=1)
+  flags.DEFINE_string('output', 'result/tensorboard.png', 'Image file to write: .png, or .svg or .pdf '
+                      'for vectors (the crops stay pixels).')
+  flags.DEFINE_integer('zoom', 4, 'Enlargement of the validation crop (nearest neighbour): pixels of the '
+                       f'PNG per crop pixel, at {plotting.DPI} dpi.', lower_bound=1)
 
 
 def read_events(logdir):
@@ -61,81 +65,81 @@ def read_events(logdir):
            for tag, steps in images.items()})
 
 
-def draw_chart(title, lines, max_step, log_scale=False):
-  """A line chart of (step, value) lines, [(points, colour, dashed)], on a log scale if asked."""
-  image = Image.new('RGB', CHART_SIZE, 'white')
-  draw = ImageDraw.Draw(image)
-  left, top = CHART_MARGIN[0], CHART_MARGIN[1]
-  right, bottom = CHART_SIZE[0] - CHART_MARGIN[2], CHART_SIZE[1] - CHART_MARGIN[3]
-  transform = np.log10 if log_scale else np.asarray
-  values = transform(np.array([value for points, _, _ in lines for _, value in points], np.float64))
-  low, high = values.min(), values.max()
-  if high - low < 1e-9:  # a constant (the learning rate before any decay): a band around it
-    padding = 0.5 if log_scale else max(abs(low) * 0.1, 1e-3)
-    low, high = low - padding, high + padding
+def draw_chart(axes, title, lines, max_step, log_scale=False):
+  """A line chart of (step, value) lines, [(points, colour, label, dashed)], on a log scale if asked; dots
+  mark the points of a line with few of them (the validations)."""
+  for points, colour, label, dashed in lines:
+    steps = [step for step, _ in points]
+    values = [value for _, value in points]
+    axes.plot(steps, values, color=colour, label=label, linestyle='--' if dashed else '-',
+              linewidth=1.2 if dashed else 1.5, marker=None if dashed or len(points) > FEW_POINTS else 'o',
+              markersize=3)
+  if log_scale:
+    axes.set_yscale('log')
+    all_values = [value for points, _, _, _ in lines for _, value in points]
+    if min(all_values) == max(all_values):  # a constant (the rate before any decay): half a decade either side
+      axes.set_ylim(all_values[0] / np.sqrt(10), all_values[0] * np.sqrt(10))
+  axes.set_xlim(0, max_step)
+  axes.xaxis.set_major_locator(ticker.MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+  axes.xaxis.set_major_formatter(ticker.EngFormatter(sep=''))  # 20k rather than 20000 or 2e4
+  axes.set_xlabel('step')
+  axes.set_title(title, fontsize='medium', loc='left')
+  plotting.style_axes(axes)
+  if len(lines) > 1:
+    axes.legend(loc='lower right', fontsize='small', framealpha=0.95)
 
-  def position(step, value):
-    return (left + (right - left) * step / max_step,
-            bottom - (bottom - top) * (transform(value) - low) / (high - low))
 
-  for fraction in np.linspace(0, 1, 5):  # horizontal grid and its labels
-    level = low + fraction * (high - low)
-    y = bottom - (bottom - top) * fraction
-    draw.line([(left, y), (right, y)], fill='#e4e4e4')
-    label = f'{10 ** level:.2g}' if log_scale else f'{level:.2f}'
-    draw.text((4, y - 6), label, fill='black')
-  for fraction in np.linspace(0, 1, 3):
-    label = f'{fraction * max_step:.0f}'
-    x = left + (right - left) * fraction - draw.textlength(label) * fraction  # the last one ends at the axis
-    draw.text((x, bottom + 4), label, fill='black')
-  draw.rectangle([left, top, right, bottom], outline='black')
-  draw.text((left, 4), title, fill='black')
-  draw.text(((left + right) // 2 - 10, bottom + 18), 'step', fill='black')
-  for points, colour, dashed in lines:
-    xy = [position(step, value) for step, value in points]
-    if dashed:
-      for start, end in zip(xy, xy[1:]):
-        draw.line([start, ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)], fill=colour, width=2)
-    elif len(xy) == 1:
-      draw.ellipse([xy[0][0] - 2, xy[0][1] - 2, xy[0][0] + 2, xy[0][1] + 2], fill=colour)
-    else:
-      draw.line(xy, fill=colour, width=2)
-  return image
+def charts_of(scalars):
+  """(title, lines, log_scale) of each chart that the run has the scalars for, in the order they are drawn."""
+  charts = []
+  if 'loss' in scalars:
+    charts.append(('training loss (MSE)', [(scalars['loss'], '#1f77b4', 'loss', False)], True))
+  if 'learning_rate' in scalars:
+    charts.append(('learning rate', [(scalars['learning_rate'], '#ff7f0e', 'learning rate', False)], True))
+  if 'validation/psnr' in scalars:
+    lines = [(scalars['validation/psnr'], '#d62728', 'ESPCN', False)]
+    if 'validation/bicubic_psnr' in scalars:
+      lines.append((scalars['validation/bicubic_psnr'], plotting.BICUBIC_COLOUR, 'bicubic', True))
+    charts.append(('validation PSNR, Y channel (dB)', lines, False))
+  return charts
+
+
+def crops_of(images):
+  """[(label, step, image)] as PANELS lists them; after a single validation, its ESPCN crop once."""
+  crops = []
+  for tag, label, index in PANELS:
+    if tag in images and all(images[tag][index][1] is not image for _, _, image in crops):
+      step, image = images[tag][index]
+      crops.append((label, step, image))
+  return crops
 
 
 def draw_figure(scalars, images, zoom):
-  """The charts in a row, and below them the validation crop as PANELS lists them, labelled."""
+  """The charts in a row, and below them the validation crops, each crop pixel `zoom` x `zoom` pixels of
+  the PNG (matplotlib places them on whole pixels, so nothing blurs them). Returns the matplotlib figure."""
   max_step = max(step for points in scalars.values() for step, _ in points) or 1
-  charts = []
-  if 'loss' in scalars:
-    charts.append(draw_chart('training loss (MSE, log scale)', [(scalars['loss'], '#1f77b4', False)],
-                             max_step, log_scale=True))
-  if 'learning_rate' in scalars:
-    charts.append(draw_chart('learning rate (log scale)', [(scalars['learning_rate'], '#ff7f0e', False)],
-                             max_step, log_scale=True))
-  if 'validation/psnr' in scalars:
-    lines = [(scalars['validation/psnr'], '#d62728', False)]
-    if 'validation/bicubic_psnr' in scalars:
-      lines.append((scalars['validation/bicubic_psnr'], '#777777', True))
-    charts.append(draw_chart('validation PSNR, dB (dashed: bicubic)', lines, max_step))
-  crops = []  # (label, (step, image)); after a single validation, its ESPCN crop once
-  for tag, label, index in PANELS:
-    if tag in images and all(images[tag][index] is not crop for _, crop in crops):
-      crops.append((label, images[tag][index]))
-  crop_width = max([image.width * zoom for _, (_, image) in crops], default=0)
-  crop_height = max([image.height * zoom for _, (_, image) in crops], default=0)
-  width = max(len(charts) * (CHART_SIZE[0] + GAP), len(crops) * (crop_width + GAP)) + GAP
-  height = CHART_SIZE[1] + 2 * GAP + (crop_height + LABEL_HEIGHT + GAP if crops else 0)
-  figure = Image.new('RGB', (width, height), 'white')
-  for index, chart in enumerate(charts):
-    figure.paste(chart, (GAP + index * (CHART_SIZE[0] + GAP), GAP))
-  draw = ImageDraw.Draw(figure)
-  top = CHART_SIZE[1] + 2 * GAP
-  for index, (label, (step, image)) in enumerate(crops):
-    left = GAP + index * (crop_width + GAP)
-    draw.text((left, top), f'{label}, step {step}', fill='black')
-    enlarged = image.convert('RGB').resize((image.width * zoom, image.height * zoom), Image.NEAREST)
-    figure.paste(enlarged, (left, top + LABEL_HEIGHT))
+  crops = crops_of(images)
+  crop_size = np.array([max([image.size[axis] * zoom for _, _, image in crops], default=0) for axis in (0, 1)])
+  gap, title_height, margin = (round(inches * plotting.DPI) for inches in (CROP_GAP, CROP_TITLE, MARGIN))
+  crops_width = len(crops) * (crop_size[0] + gap) - gap
+  width = max(round(MIN_WIDTH * plotting.DPI), crops_width + 2 * margin)
+  crops_height = crop_size[1] + title_height + margin if crops else 0
+  charts_height = round(CHARTS_HEIGHT * plotting.DPI)
+  height = charts_height + crops_height
+  figure = plotting.new_figure(width / plotting.DPI, height / plotting.DPI)
+  charts_figure = figure.subfigures(2, 1, height_ratios=[charts_height, max(crops_height, 1)])[0]
+  charts = charts_of(scalars)
+  for axes, (title, lines, log_scale) in zip(charts_figure.subplots(1, len(charts), squeeze=False)[0], charts):
+    draw_chart(axes, title, lines, max_step, log_scale)
+  left = (width - crops_width) // 2
+  for label, step, image in crops:
+    size = np.array(image.size) * zoom
+    axes = figure.add_axes([left / width, margin / height, size[0] / width, size[1] / height])
+    axes.imshow(np.asarray(image.convert('RGB')), interpolation='nearest')
+    axes.set_axis_off()
+    axes.set_title(f'{label}, step {step:,}', fontsize='medium')
+    left += crop_size[0] + gap
+  figure.set_layout_engine('constrained')
   return figure
 
 
@@ -144,9 +148,9 @@ def main(argv):
   del argv  # Unused: everything comes from flags.
   if not FLAGS.logdir:
     raise files.InputError('--logdir: give a train.py run folder (its --checkpoint_dir)')
-  files.ensure_writable_parent(FLAGS.output)
+  plotting.check_output(FLAGS.output)
   scalars, images = read_events(FLAGS.logdir)
-  image_files.save_png(draw_figure(scalars, images, FLAGS.zoom), FLAGS.output)
+  plotting.save(draw_figure(scalars, images, FLAGS.zoom), FLAGS.output)
   counts = ', '.join(f'{tag} {len(points)}' for tag, points in sorted(scalars.items()))
   image_steps = sorted({step for pictures in images.values() for step, _ in pictures})
   print(f'{FLAGS.output}: {counts}; images of {len(image_steps)} validations')

@@ -13,18 +13,14 @@ import os
 import numpy as np
 from absl import app
 from absl import flags
-from PIL import Image
-from PIL import ImageDraw
 
 from superres import checkpoints
 from superres import evaluation
 from superres import files
-from superres import image_files
+from tools import plotting
 
 FLAGS = flags.FLAGS
 COLOURS = ('#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e')
-SIZE = (900, 520)
-MARGIN = (70, 20, 20, 50)  # left, top, right, bottom
 
 
 def define_flags():
@@ -33,7 +29,8 @@ def define_flags():
                       'line (the runs must have validated on them).')
   flags.DEFINE_list('minutes', ['5', '15', '60', '150'], 'Print the best PSNR reached within these minutes.')
   flags.DEFINE_list('steps', [], 'Also print the best PSNR reached within these training steps.')
-  flags.DEFINE_string('output', 'docs/training_curve.png', 'PNG file to write.')
+  flags.DEFINE_string('output', 'result/training_curve.png', 'Image file to write: .png, or .svg or '
+                      '.pdf for vectors.')
 
 
 def read_run(spec):
@@ -41,7 +38,7 @@ def read_run(spec):
   label, separator, run_dir = spec.partition('=')
   if not separator or not label or not run_dir:
     raise files.InputError(f'--runs: {spec!r} is not LABEL=RUN_DIR')
-  config = checkpoints.read_config(run_dir)
+  config = checkpoints.read_config_file(run_dir)  # (only its scale: any PS order)
   if config is None:
     raise files.InputError(f'{run_dir}: not a train.py run folder (no {checkpoints.CONFIG_FILE})')
   records = checkpoints.read_json_lines(os.path.join(run_dir, checkpoints.VALIDATION_LOG))
@@ -57,46 +54,26 @@ def best_within(points, budget):
 
 
 def draw(runs, bicubic_lines):
-  """A line chart of PSNR (dB) against minutes: per run, each validation (thin) and the best so far (thick);
-  a dashed grey line per bicubic scale."""
-  image = Image.new('RGB', SIZE, 'white')
-  draw_context = ImageDraw.Draw(image)
-  left, top, right, bottom = MARGIN[0], MARGIN[1], SIZE[0] - MARGIN[2], SIZE[1] - MARGIN[3]
-  all_psnr = [psnr for _, _, points, _ in runs for _, psnr in points] + list(bicubic_lines.values())
-  max_minutes = max([time for _, _, points, _ in runs for time, _ in points] + [1.0])  # (a run at minute 0)
-  low, high = np.floor(min(all_psnr) * 2) / 2, np.ceil(max(all_psnr) * 2) / 2
-
-  def position(minutes, psnr):
-    return (left + (right - left) * minutes / max_minutes, bottom - (bottom - top) * (psnr - low) / (high - low))
-
-  for psnr in np.arange(low, high + 0.01, 0.5):  # horizontal grid, labelled in dB
-    y = position(0, psnr)[1]
-    draw_context.line([(left, y), (right, y)], fill='#dddddd')
-    draw_context.text((left - 45, y - 6), f'{psnr:.1f}', fill='black')
-  for minutes in np.arange(0, max_minutes + 1, 10 if max_minutes < 100 else 30):
-    x = position(minutes, low)[0]
-    draw_context.line([(x, top), (x, bottom)], fill='#eeeeee')
-    draw_context.text((x - 8, bottom + 6), f'{minutes:.0f}', fill='black')
-  draw_context.rectangle([left, top, right, bottom], outline='black')
-  draw_context.text(((left + right) // 2 - 90, bottom + 26), 'minutes of training', fill='black')
-  draw_context.text((4, top), 'dB', fill='black')
-  legend = []
+  """A line chart of PSNR (dB) against minutes: per run, each validation (thin) and the best so far (thick:
+  what stopping then gives); a dashed grey line per bicubic scale. Returns the matplotlib figure."""
+  figure = plotting.new_figure(8, 4.5)
+  axes = figure.add_subplot()
   for scale, psnr in bicubic_lines.items():
-    y = position(0, psnr)[1]
-    for x in range(left, right, 12):  # dashed
-      draw_context.line([(x, y), (min(x + 6, right), y)], fill='#777777', width=2)
-    legend.append((f'bicubic x{scale}', '#777777'))
+    axes.axhline(psnr, color=plotting.BICUBIC_COLOUR, linestyle='--', linewidth=1.2, label=f'bicubic x{scale}')
   for (label, _, points, _), colour in zip(runs, COLOURS):
-    best_so_far = np.maximum.accumulate([psnr for _, psnr in points])
-    draw_context.line([position(*point) for point in points], fill=colour, width=1)  # each validation
-    draw_context.line([position(time, best) for (time, _), best in zip(points, best_so_far)], fill=colour,
-                      width=3)  # the best weights so far: what stopping then gives
-    legend.append((f'{label} (thick: best so far)', colour))
-  for index, (label, colour) in enumerate(legend):
-    y = bottom - 20 - 16 * (len(legend) - 1 - index)
-    draw_context.line([(right - 300, y + 6), (right - 275, y + 6)], fill=colour, width=3)
-    draw_context.text((right - 268, y), label, fill='black')
-  return image
+    minutes = [time for time, _ in points]
+    psnr = [score for _, score in points]
+    axes.plot(minutes, psnr, color=colour, linewidth=0.7, alpha=0.7, label=f'_{label}: each validation')
+    axes.plot(minutes, np.maximum.accumulate(psnr), color=colour, linewidth=2.2, label=label)
+  max_minutes = max([time for _, _, points, _ in runs for time, _ in points] + [1.0])  # (a run at minute 0)
+  axes.set_xlim(0, max_minutes)
+  axes.set_xlabel('minutes of training')
+  axes.set_ylabel('validation PSNR, Y channel (dB)')
+  plotting.style_axes(axes)
+  axes.legend(loc='lower right', title='thick: best so far; thin: each validation', title_fontsize='small',
+              fontsize='small', framealpha=0.95)
+  figure.set_layout_engine('constrained')
+  return figure
 
 
 def numbers(flag):
@@ -116,12 +93,12 @@ def main(argv):
   del argv  # Unused: everything comes from flags.
   if not FLAGS.runs:
     raise files.InputError('--runs: give at least one LABEL=RUN_DIR')
-  files.ensure_writable_parent(FLAGS.output)
+  plotting.check_output(FLAGS.output)
   minutes, steps = numbers('minutes'), numbers('steps')
   runs = [read_run(spec) for spec in FLAGS.runs]
   bicubic_lines = {scale: evaluation.bicubic_psnr(evaluation.validation_pairs(FLAGS.val_dir, scale), scale)
                    for scale in sorted({scale for _, scale, _, _ in runs})}
-  image_files.save_png(draw(runs, bicubic_lines), FLAGS.output)
+  plotting.save(draw(runs, bicubic_lines), FLAGS.output)
   print('| run | ' + ' | '.join(f'{value:g} min' for value in minutes) + ' |')
   print('|---|' + '---|' * len(minutes))
   for scale, psnr in bicubic_lines.items():
