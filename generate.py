@@ -9,7 +9,9 @@ skipped with a line saying why, the others are written, and the run ends 'N writ
 any failed); a single input that cannot be read is an error.
 
 Evaluate on a folder of ground-truth images (PSNR/SSIM on Y, bicubic and ESPCN, a table and optional JSON):
-  python generate.py --eval_dir=../shared/data/Set5 --scale=3 --channels=y --json=result/set5_x3.json
+  python generate.py --eval_dir=data/Set5 --scale=3 --channels=y --json=result/set5_x3.json
+It scores every image or none: one that cannot be used (unreadable, or too small to score at the scale) ends
+the run with its error line, since a mean over part of a test set is not that set's score.
 
 Time the network and the whole job on a 1080p frame:
   python generate.py --benchmark --size=1920x1080 --scale=3 --channels=y
@@ -23,16 +25,22 @@ import tempfile
 
 from absl import app
 from absl import flags
+from tqdm import tqdm
 
-from superres import benchmark
-from superres import checkpoints
+from superres import choices
 from superres import evaluation
-from superres import export
 from superres import files
 from superres import image_files
-from superres import inference
 from superres import model_flags
 from superres import video
+
+# These four load TensorFlow, seconds of start-up; loaded on first use, they load after absl has parsed the
+# flags and check_inputs() has checked them, so a mistyped flag or a missing file is reported at once. What
+# the flags need of them (precisions, tile, export formats, --size) is in choices.py, which has no TensorFlow.
+benchmark = files.import_on_first_use('superres.benchmark')
+checkpoints = files.import_on_first_use('superres.checkpoints')
+export = files.import_on_first_use('superres.export')
+inference = files.import_on_first_use('superres.inference')
 
 FLAGS = flags.FLAGS
 
@@ -56,6 +64,10 @@ def define_flags():
                       '--scale/--channels, checkpoint/espcn_<channels>_x<scale>.')
   flags.DEFINE_string('eval_dir', '', 'Evaluate instead: a folder of ground-truth (HR) images (or a glob '
                       'pattern, or a comma-separated list).')
+  flags.DEFINE_integer('eval_jpeg_quality', 0, 'With --eval_dir: save each LR image as a JPEG of this quality '
+                       '(Pillow, 4:2:0) and decode it before it is upscaled, to score the model on inputs '
+                       'like camera and web photos (bicubic upscales the same decoded image). 0: clean LR.',
+                       lower_bound=0, upper_bound=100)
   flags.DEFINE_string('json', '', 'With --eval_dir or --benchmark: also write the report to this '
                       'JSON file.')
   flags.DEFINE_bool('benchmark', False, 'Time the network on one frame of --size, and the whole job on a '
@@ -63,16 +75,18 @@ def define_flags():
   flags.DEFINE_string('size', '1920x1080', 'With --benchmark: OUTPUT frame size, WIDTHxHEIGHT.')
   flags.DEFINE_integer('runs', 20, 'With --benchmark: timed runs (medians are reported).', lower_bound=1)
   flags.DEFINE_bool('random_weights', False, 'Use an untrained network instead of a checkpoint (speed only).')
-  flags.DEFINE_integer('tile', inference.DEFAULT_TILE, 'LR tile side: an image of more than tile*tile LR '
+  flags.DEFINE_integer('tile', choices.DEFAULT_TILE, 'LR tile side: an image of more than tile*tile LR '
                        'pixels goes in overlapping tiles of tile x tile, with the same result and bounded '
                        'memory.', lower_bound=1)
-  flags.DEFINE_string('export_dir', '', 'Export the model into this folder instead: ESPCN_x<scale>.pb for '
-                      "OpenCV's dnn_superres ('y' models), saved_model/ (uint8 RGB in and out) and "
-                      'espcn_<channels>_x<scale>[_float16].tflite (the network). README, "Use the model '
-                      'elsewhere".')
-  flags.DEFINE_list('export_formats', [], f'With --export_dir: which of {", ".join(export.FORMATS)} to write. '
-                    "Default: all that apply ('y' models: all three; 'rgb': no dnn_superres).")
-  flags.DEFINE_enum('precision', 'float32', list(inference.PRECISIONS),
+  flags.DEFINE_string('export_dir', '', 'Export the model into this folder instead: ESPCN_x<scale>.pb and '
+                      ".onnx for OpenCV's dnn_superres ('y' models; .pb up to OpenCV 5.0, .onnx from 5.1), "
+                      'saved_model/ (uint8 RGB in and out), espcn_<channels>_x<scale>[_float16].tflite and '
+                      'espcn_<channels>_x<scale>.onnx (the network). README, "Use the model elsewhere".')
+  flags.DEFINE_list('export_formats', [], f'With --export_dir: which of {", ".join(choices.EXPORT_FORMATS)} to write '
+                    "(onnx: the network and, for 'y' models, OpenCV's file; it needs tf2onnx, "
+                    "requirements-export.txt). Default: all that apply ('rgb': no dnn_superres; onnx when "
+                    'tf2onnx is installed).')
+  flags.DEFINE_enum('precision', 'float32', list(choices.PRECISIONS),
                     "'bfloat16': layer 2 (most of the work) in bfloat16; for CPUs with native "
                     'bfloat16 (AVX512-BF16, AMX): elsewhere it is emulated and slower. '
                     'docs/PERFORMANCE.md gives its PSNR change.')
@@ -96,15 +110,17 @@ def upscale_files(upscaler, input_spec, output_dir):
     print(f'{image_files.SAMPLE_PHOTO} -> {output}')
     return 1, 0
   paths = files.list_images(input_spec, INPUT_EXTENSIONS)
+  jpeg_hint(paths, upscaler)
   if len(paths) == 1:
     upscale_input(upscaler, paths[0], output_dir)
     return 1, 0
   failed = 0
-  for path in paths:
+  # disable=None: a bar only on a terminal; lines go above it through tqdm.write, never into it.
+  for path in tqdm(paths, desc='inputs', unit='file', leave=False, disable=None):
     try:
       upscale_input(upscaler, path, output_dir)
     except files.InputError as error:
-      print(f'skipped: {error}', file=sys.stderr)
+      tqdm.write(f'skipped: {error}', file=sys.stderr)
       failed += 1
   return len(paths) - failed, failed
 
@@ -116,7 +132,7 @@ def upscale_input(upscaler, path, output_dir):
     upscale_clip(upscaler, path, stem + '.mp4')
   else:
     inference.upscale_file(upscaler, lambda: image_files.load_image(path), stem + '.png')
-    print(f'{path} -> {stem}.png')
+    tqdm.write(f'{path} -> {stem}.png')
 
 
 def upscale_clip(upscaler, path, output):
@@ -124,9 +140,9 @@ def upscale_clip(upscaler, path, output):
   frames, seconds, lost = video.upscale_video(upscaler, path, output, FLAGS.crf, FLAGS.preset,
                                               FLAGS.max_frames)
   if lost:
-    print(f'warning: {path}: {lost} frames did not decode (a truncated file?); the {frames} that did are '
-          f'written', file=sys.stderr)
-  print(f'{path} -> {output}: {frames} frames in {seconds:.1f} s, {frames / seconds:.1f} fps')
+    tqdm.write(f'warning: {path}: {lost} frames did not decode (a truncated file?); the {frames} that did are '
+               f'written', file=sys.stderr)
+  tqdm.write(f'{path} -> {output}: {frames} frames in {seconds:.1f} s, {frames / seconds:.1f} fps')
 
 
 def check_distinct_names(paths):
@@ -138,6 +154,18 @@ def check_distinct_names(paths):
     if earlier != path:
       raise files.InputError(f'{path}: its outputs would overwrite those of {earlier} (the same name); '
                              f'rename one of them')
+
+
+def jpeg_hint(paths, upscaler):
+  """One hint line when JPEGs go to a model trained on clean LR: the photo model keeps more of the gain on them
+  (docs/JPEG.md). A hint, not a refusal: the clean model still works."""
+  jpegs = [path for path in paths if path.lower().endswith(('.jpg', '.jpeg'))]
+  model_dir = os.path.dirname(upscaler.checkpoint or '')
+  if not jpegs or not os.path.isdir(model_dir) or 'lr_jpeg_quality' in checkpoints.read_config(model_dir):
+    return
+  tqdm.write(f'hint: {jpegs[0]} is a JPEG; for camera and web JPEGs, {checkpoints.PHOTO_MODEL_DIR} (trained on '
+             f'JPEG-compressed inputs) keeps more of the gain: --checkpoint_dir={checkpoints.PHOTO_MODEL_DIR} '
+             f'--scale=3 --channels=y', file=sys.stderr)
 
 
 def make_upscaler(precision):
@@ -156,13 +184,10 @@ def check_inputs():
   if FLAGS.json:
     files.ensure_writable_parent(FLAGS.json)
   if FLAGS.benchmark:
-    benchmark.parse_size(FLAGS.size, FLAGS.scale)
+    choices.parse_size(FLAGS.size, FLAGS.scale)
     return
   if FLAGS.export_dir:
-    unknown = sorted(set(FLAGS.export_formats) - set(export.FORMATS))
-    if unknown:
-      raise files.InputError(f'--export_formats={",".join(unknown)}: expected {", ".join(export.FORMATS)}')
-    export.formats_for(FLAGS.channels, FLAGS.export_formats)  # an rgb model asked for dnn_superres
+    choices.export_formats_for(FLAGS.channels, FLAGS.export_formats)  # unknown ones, dnn_superres for rgb
     files.ensure_writable_parent(FLAGS.export_dir)
     return
   if FLAGS.eval_dir:  # a missing folder, an empty pattern or clashing names
@@ -181,15 +206,15 @@ def main(argv):
   if FLAGS.benchmark:
     float32_twin = make_upscaler('float32') if FLAGS.precision != 'float32' else None
     with tempfile.TemporaryDirectory() as work_dir:
-      report = benchmark.benchmark(upscaler, benchmark.parse_size(FLAGS.size, FLAGS.scale), FLAGS.runs,
+      report = benchmark.benchmark(upscaler, choices.parse_size(FLAGS.size, FLAGS.scale), FLAGS.runs,
                                    work_dir, float32_twin)
     print(files.format_report(report))
   elif FLAGS.export_dir:
-    formats = export.formats_for(FLAGS.channels, FLAGS.export_formats)
+    formats = choices.export_formats_for(FLAGS.channels, FLAGS.export_formats)
     for path in export.export(upscaler, FLAGS.export_dir, formats):
       print(path)
   elif FLAGS.eval_dir:
-    report = evaluation.evaluate(upscaler, FLAGS.eval_dir, FLAGS.output_dir)
+    report = evaluation.evaluate(upscaler, FLAGS.eval_dir, FLAGS.output_dir, FLAGS.eval_jpeg_quality)
     print(evaluation.format_table(report['images'], report['mean']))
   else:
     written, failed = upscale_files(upscaler, FLAGS.input, FLAGS.output_dir)

@@ -1,6 +1,6 @@
 """Turns training images into aligned low-/high-resolution patch pairs in one HDF5 file (patches.py).
 
-  python prepare_data.py --images_dir=../shared/data/T91 --scale=3 --channels=rgb
+  python prepare_data.py --images_dir=data/T91 --scale=3 --channels=rgb
 
 train.py runs the same preparation itself when its --data file does not exist yet.
 """
@@ -29,7 +29,8 @@ def main(argv):
   del argv  # Unused: everything comes from flags.
   output = FLAGS.output or patches.default_data_path(FLAGS.channels, FLAGS.scale)
   print(patches.prepare(FLAGS.images_dir, output, FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride,
-                        patches.parse_downscales(FLAGS.downscales)))
+                        patches.parse_downscales(FLAGS.downscales),
+                        patches.parse_lr_jpeg(FLAGS.lr_jpeg_quality, FLAGS.lr_jpeg_fraction, FLAGS.lr_jpeg_seed)))
 
 
 if __name__ == '__main__':

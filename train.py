@@ -5,13 +5,20 @@ run sees the same order as an uninterrupted one). If --data does not exist yet i
 --images_dir, as the blog's train.py does. A run resumes from the latest checkpoint in --checkpoint_dir and
 continues its step count; --epochs/--steps give the total to reach, not the number to add.
 
-  python train.py --images_dir=../shared/data/T91 --scale=3 --channels=rgb --epochs=100
+  python train.py --images_dir=data/T91 --scale=3 --channels=rgb --epochs=100
 
 Ctrl-C or SIGTERM saves the step being trained and prints the command that resumes exactly there; SIGKILL
 (or the out-of-memory killer) loses the steps since the last save but leaves the folder restorable
 (checkpoints.py). A loss or weights that stop being finite end the run without saving them, the last good
 checkpoint kept.
 The run folder also receives TensorBoard's events (`tensorboard --logdir=checkpoint`): events.py.
+
+The loop in train() is TF1's own: next batch, session.run(train_op), log, validate, save. What guards it sits
+in named helpers: Trainer (resume, the NaN guard, validation and schedule, checked saves), TrainingLog
+(progress bar, TensorBoard, timing) and InterruptRequest (Ctrl-C, SIGTERM). tf.train.MonitoredTrainingSession
+and its hooks are not used: none does what these do (a NaN hook that lets inf through, a saver hook that
+saves step 0 and unchecked weights, summaries written before their checkpoint): docs/TRAINING.md, "The
+training loop".
 """
 import collections
 import contextlib
@@ -25,17 +32,21 @@ from absl import app
 from absl import flags
 from tqdm import tqdm
 
-from superres import checkpoints
-import espcn
+from superres import choices
 from superres import evaluation
-from superres import events
 from superres import files
-from superres import inference
 from superres import model_flags
 from superres import patches
-from superres import training
-from superres.runtime import session_config
-from superres.runtime import tf
+
+# These load TensorFlow, seconds of start-up; loaded on first use, they load after absl has parsed the flags
+# and main() has made its quick checks, so a mistyped flag or a missing input is reported at once. espcn
+# imports TensorFlow itself: runtime loads first, to set up TensorFlow's quiet start-up (runtime.py).
+runtime = files.import_on_first_use('superres.runtime')
+checkpoints = files.import_on_first_use('superres.checkpoints')
+espcn = files.import_on_first_use('espcn', after='superres.runtime')
+events = files.import_on_first_use('superres.events')
+inference = files.import_on_first_use('superres.inference')
+training = files.import_on_first_use('superres.training')
 
 FLAGS = flags.FLAGS
 
@@ -49,7 +60,7 @@ def define_flags():
   patches.define_patch_flags()  # what --data is prepared from when it does not exist yet
   flags.adopt_module_key_flags(model_flags)
   flags.adopt_module_key_flags(patches)
-  flags.DEFINE_enum('output_activation', 'tanh', espcn.OUTPUT_ACTIVATIONS,
+  flags.DEFINE_enum('output_activation', 'tanh', choices.OUTPUT_ACTIVATIONS,
                     "Activation after PS: 'tanh' as the blog, 'none' as the paper.")
   flags.DEFINE_integer('batch_size', 16, 'Patches per training step.', lower_bound=1)
   flags.DEFINE_float('learning_rate', 1e-3, 'Adam learning rate.', lower_bound=0)
@@ -80,6 +91,8 @@ def define_flags():
                       '(e.g. the glob BSD200/*0.png): scored every --val_every steps; '
                       'the best weights are kept in <checkpoint_dir>/best. Empty: no validation.')
   flags.DEFINE_integer('val_every', 2000, 'Steps between validations.', lower_bound=1)
+  flags.DEFINE_list('val_jpeg_quality', [], 'JPEG qualities of the validation LR images (0: clean), e.g. 0,75 '
+                    'to select a model for photos: the validation PSNR is the mean over them. Empty: clean.')
   flags.DEFINE_integer('decay_patience', 5, 'Validations without improvement before the learning rate '
                        'is multiplied by --decay_factor.', lower_bound=1)
   flags.DEFINE_float('decay_factor', 0.1, 'Learning-rate decay factor on a validation plateau.',
@@ -103,35 +116,41 @@ def define_flags():
 
 
 class Trainer:
-  """The training loop and its state: resume, step, validate, decay the learning rate, save, stop."""
+  """The state of a run around its loop: resume, guard, validate, decay the learning rate, save."""
 
-  def __init__(self, graph, session, checkpoint_dir, config, options):
+  def __init__(self, graph, session, checkpoint_dir, config, options, restart_steps):
     self.graph, self.session, self.options = graph, session, options
     self.checkpoint_dir = checkpoint_dir
-    self.saver = tf.train.Saver(max_to_keep=2, save_relative_paths=True)
-    self.best_saver = tf.train.Saver(max_to_keep=1, save_relative_paths=True)
+    self.restart_steps = restart_steps
+    self.saver = runtime.tf.train.Saver(max_to_keep=2, save_relative_paths=True)
+    self.best_saver = runtime.tf.train.Saver(max_to_keep=1, save_relative_paths=True)
     self.upscaler = inference.Upscaler(session, config['scale'], config['channels'],
                                        config['output_activation'])
     self.segment_started = time.time()
     self.seconds_before = 0.0
     self.checked_step = None  # the last step whose weights check_finite found finite
 
-  def restore_or_initialize(self):
-    """Restores the latest checkpoint (weights, Adam, step, learning rate, best score) or starts afresh."""
+  def start(self, total_steps):
+    """Restores the latest checkpoint (weights, Adam, step, learning rate, best score) or starts afresh,
+    and logs the run. Returns (the checkpoint restored or None, the step)."""
     checkpoints.remove_partial_saves(self.checkpoint_dir)
-    latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+    latest = runtime.tf.train.latest_checkpoint(self.checkpoint_dir)
     if latest:
       self.saver.restore(self.session, latest)
       for saver, folder in ((self.saver, self.checkpoint_dir),
                             (self.best_saver, checkpoints.best_dir(self.checkpoint_dir))):
         keep_counting(saver, folder)
     else:
-      self.session.run(tf.global_variables_initializer())
+      self.session.run(runtime.tf.global_variables_initializer())
       if self.options.init_from:
         self.copy_layers_from(self.options.init_from)
     self.seconds_before = self.session.run(self.graph.train_seconds)
     self.segment_started = time.time()
-    return latest
+    step = self.session.run(self.graph.global_step)
+    if latest:
+      self.lower_learning_rate(step)
+    checkpoints.log_run(self.checkpoint_dir, step, total_steps, self.options)
+    return latest, step
 
   def copy_layers_from(self, model_dir):
     """Starts from another model's weights wherever the shapes agree (e.g. layers 1-2 of another scale).
@@ -139,8 +158,8 @@ class Trainer:
     Only the network's weights are taken; Adam's moments, the step and the schedule start afresh.
     """
     checkpoint, names = layers_to_copy(model_dir, self.upscaler.scale, self.upscaler.channels)
-    checkpoints.restore(self.session, checkpoint, [variable for variable in tf.trainable_variables()
-                                                   if variable.op.name in names])
+    checkpoints.restore(self.session, checkpoint,
+                        [variable for variable in runtime.tf.trainable_variables() if variable.op.name in names])
     tqdm.write(f'initialised {", ".join(names)} from {checkpoint}')
     checkpoints.write_starting_point(self.checkpoint_dir, model_dir, checkpoint, names)
 
@@ -157,16 +176,40 @@ class Trainer:
       graph.decay_step.load(step, session)
       print(f'learning rate {restored:.3g} lowered to {options.learning_rate:.3g} (--learning_rate)')
 
-  def check_finite(self, step, lr_batch, hr_batch):
+  def is_complete(self, step, total_steps):
+    """Whether the run has nothing left to train, said in a line: it is at --steps, or its learning rate
+    decayed below --min_learning_rate."""
+    stopped_early = below_minimum(self.session.run(self.graph.learning_rate).item(),
+                                  self.options.min_learning_rate)
+    if step >= total_steps or stopped_early:
+      reason = 'its learning rate is below --min_learning_rate' if stopped_early else f'it is at step {step}'
+      print(f'the run in {self.checkpoint_dir} is complete: {reason}; raise --steps (or --epochs) to train on')
+    return step >= total_steps or stopped_early
+
+  def start_cycle_if_due(self, step):
+    """--schedule=restarts: at a cycle's first step, Adam's moments start afresh with the high rate."""
+    if step in self.restart_steps:
+      self.session.run(self.graph.reset_optimizer)
+
+  def rate(self):
+    """The learning rate of the next step."""
+    return self.session.run(self.graph.rate).item()
+
+  def check_loss(self, step, batch_loss):
+    """A step's loss that is not finite ends the run before the step is logged, validated or saved."""
+    if not np.isfinite(batch_loss):
+      raise files.InputError(self.divergence(step, f'loss is {batch_loss}'))
+
+  def check_finite(self, step, feed):
     """Stops the run before weights that are no longer finite are validated or saved.
 
     A step's fetched loss was computed before its update, so the updated weights are checked here: they,
-    Adam's moments and the loss they give on the step's batch must be finite. Checked at most once a step.
+    Adam's moments and the loss they give on the step's batch (`feed`) must be finite. Checked at most once
+    a step.
     """
     if step == self.checked_step:
       return
-    all_finite, loss = self.session.run([self.graph.all_finite, self.graph.loss],
-                                        {self.graph.lr_patches: lr_batch, self.graph.hr_patches: hr_batch})
+    all_finite, loss = self.session.run([self.graph.all_finite, self.graph.loss], feed)
     if not all_finite:
       raise files.InputError(self.divergence(step, 'the weights are no longer finite'))
     if not np.isfinite(loss):
@@ -178,17 +221,17 @@ class Trainer:
     options = self.options
     rate = (options.learning_rate if options.schedule == 'restarts'
             else self.session.run(self.graph.learning_rate).item())
-    latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+    latest = runtime.tf.train.latest_checkpoint(self.checkpoint_dir)
     if latest is None:
       return f'step {step}: {problem}; no checkpoint was saved: start again with a --learning_rate below {rate:.3g}'
     return (f'step {step}: {problem}; the last good checkpoint is {latest}: resume from it with a '
             f'--learning_rate below {rate:.3g}')
 
-  def save(self, step):
-    """Saves the step's checkpoint; returns its path."""
-    self.graph.train_seconds.load(self.seconds_before + time.time() - self.segment_started, self.session)
-    return self.saver.save(self.session, os.path.join(self.checkpoint_dir, checkpoints.CHECKPOINT_PREFIX),
-                           global_step=step)
+  def validate(self, step, feed, val_pairs, log):
+    """validate_and_schedule, of weights checked finite first; returns False when training should stop."""
+    self.check_finite(step, feed)
+    with log.stopwatch.measure('validation'):
+      return self.validate_and_schedule(step, val_pairs, log.summaries)
 
   def validate_and_schedule(self, step, val_pairs, summaries):
     """Scores the weights, keeps the best ones in best/, and decays the learning rate on a plateau.
@@ -222,6 +265,21 @@ class Trainer:
                f'learning rate {rate:.2g}')
     return not (plateau and below_minimum(rate, options.min_learning_rate))
 
+  def save_checked(self, step, feed, log):
+    """Saves the step's weights, checked finite first, and then the events waiting for them; returns the
+    checkpoint's path."""
+    self.check_finite(step, feed)
+    with log.stopwatch.measure('saving'):
+      saved = self.save(step)
+      log.summaries.write_pending()
+    return saved
+
+  def save(self, step):
+    """Saves the step's checkpoint; returns its path."""
+    self.graph.train_seconds.load(self.seconds_before + time.time() - self.segment_started, self.session)
+    return self.saver.save(self.session, os.path.join(self.checkpoint_dir, checkpoints.CHECKPOINT_PREFIX),
+                           global_step=step)
+
   def save_best(self, step):
     best_dir = checkpoints.best_dir(self.checkpoint_dir)
     os.makedirs(best_dir, exist_ok=True)
@@ -236,13 +294,14 @@ def layers_to_copy(model_dir, scale, channels):
   if checkpoint is None:
     raise files.InputError(f'{model_dir}: no checkpoint to initialise from (--init_from)')
   try:
-    stored = dict(tf.train.list_variables(checkpoint))
-  except (tf.errors.OpError, ValueError) as error:
+    stored = dict(runtime.tf.train.list_variables(checkpoint))
+  except (runtime.tf.errors.OpError, ValueError) as error:
     raise files.InputError(f'{checkpoint}: cannot restore checkpoint ({error})') from None
-  with tf.Graph().as_default():  # this run's network, only for its variables' names and shapes
+  with runtime.tf.Graph().as_default():  # this run's network, only for its variables' names and shapes
     num_channels = model_flags.CHANNEL_MODES[channels]
-    espcn.espcn(tf.placeholder(tf.float32, [None, None, None, num_channels]), scale, num_channels)
-    names = [variable.op.name for variable in tf.trainable_variables()
+    lr_images = runtime.tf.placeholder(runtime.tf.float32, [None, None, None, num_channels])  # [N, H, W, C]
+    espcn.espcn(lr_images, scale, num_channels)
+    names = [variable.op.name for variable in runtime.tf.trainable_variables()
              if stored.get(variable.op.name) == variable.shape.as_list()]
   if not names:
     raise files.InputError(f'{checkpoint}: no weights of this network\'s shapes to start from (--init_from)')
@@ -252,7 +311,7 @@ def layers_to_copy(model_dir, scale, channels):
 def keep_counting(saver, folder):
   """Hands a Saver the checkpoints that an earlier run saved in `folder`, so that its max_to_keep counts
   them too: otherwise every resume would leave the last checkpoints of the run before it behind for ever."""
-  state = tf.train.get_checkpoint_state(folder)
+  state = runtime.tf.train.get_checkpoint_state(folder)
   if state is not None:
     saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
 
@@ -279,6 +338,11 @@ class InterruptRequest:
   def __exit__(self, *exception):
     for number, handler in self.previous_handlers.items():
       signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+  @property
+  def requested(self):
+    """Whether a signal came since the `with` began: the loop then saves its step and stops."""
+    return self.signal_number is not None
 
   def note(self, signal_number, frame):
     del frame  # Unused: a signal handler's signature.
@@ -320,6 +384,51 @@ class Stopwatch:
                                           for name, seconds in shares.items())
 
 
+class TrainingLog:
+  """What a run shows of its steps: the progress bar (smoothed loss, epoch, patches/s), TensorBoard's loss
+  and learning-rate events (events.Summaries, which also take the validations') and where the time goes
+  (Stopwatch). The bar opens with its `with`; the bar and the event file close when it ends."""
+
+  def __init__(self, checkpoint_dir, first_step, total_steps, steps_per_epoch, val_pairs, scale, options,
+               read_rate):
+    self.first_step, self.total_steps, self.steps_per_epoch = first_step, total_steps, steps_per_epoch
+    self.batch_size, self.summary_every, self.read_rate = options.batch_size, options.summary_every, read_rate
+    self.smoothed_loss = None
+    self.stopwatch = Stopwatch()
+    self.summaries = events.Summaries(checkpoint_dir, first_step, val_pairs, scale)
+    self.progress = None
+
+  def __enter__(self):
+    self.progress = tqdm(total=self.total_steps, initial=self.first_step, unit='step', dynamic_ncols=True)
+    return self
+
+  def __exit__(self, *exception):
+    self.progress.close()
+    self.summaries.close()
+
+  def add_step(self, step, batch_loss):
+    """Shows the step and its loss on the bar; adds the loss to the next summary, due every --summary_every
+    steps with the learning rate (read_rate())."""
+    self.smoothed_loss = (batch_loss if self.smoothed_loss is None
+                          else 0.98 * self.smoothed_loss + 0.02 * batch_loss)
+    self.progress.update(1)
+    seconds = time.perf_counter() - self.stopwatch.started
+    patches_per_second = (step - self.first_step) * self.batch_size / seconds
+    self.progress.set_postfix(loss=f'{self.smoothed_loss:.5f}', epoch=step // self.steps_per_epoch,
+                              patches_per_s=f'{patches_per_second:.0f}', refresh=False)
+    self.summaries.add_loss(batch_loss)
+    if step % self.summary_every == 0:
+      self.summaries.add_training(step, self.read_rate())
+
+
+def start_line(training_patches, steps_per_epoch, latest, step, total_steps, restart_steps):
+  """What a run prints as it starts: its data, where it starts and ends, and its warm restarts."""
+  return (f'{len(training_patches)} patches ({type(training_patches).__name__}), '
+          f'{steps_per_epoch} steps per epoch; '
+          f'{"resuming " + latest if latest else "starting"} at step {step} of {total_steps}'
+          + (f'; warm restarts at steps {", ".join(map(str, sorted(restart_steps)))}' if restart_steps else ''))
+
+
 def train(training_patches, checkpoint_dir, config, options, val_pairs=()):
   """Trains until --steps/--epochs are done or the learning rate has decayed below its minimum.
 
@@ -328,83 +437,63 @@ def train(training_patches, checkpoint_dir, config, options, val_pairs=()):
   """
   steps_per_epoch = math.ceil(len(training_patches) / options.batch_size)
   total_steps = options.steps or options.epochs * steps_per_epoch
-  tf.set_random_seed(options.seed)
+  runtime.tf.set_random_seed(options.seed)
   restarts = (training.Restarts(options.cycle_steps, options.cycle_mult, options.min_learning_rate)
               if options.schedule == 'restarts' else None)
   restart_steps = set(training.cycle_starts(restarts, total_steps)) if restarts else set()
   graph = training.build_training_graph(config['scale'], model_flags.CHANNEL_MODES[config['channels']],
                                         config['output_activation'], options.learning_rate,
                                         options.last_layer_lr_scale, options.loss_border, restarts)
-  with tf.Session(config=session_config(options.threads)) as session:
-    trainer = Trainer(graph, session, checkpoint_dir, config, options)
-    latest = trainer.restore_or_initialize()
-    step = session.run(graph.global_step)
-    if latest:
-      trainer.lower_learning_rate(step)
-    checkpoints.log_run(checkpoint_dir, step, total_steps, options)
-    print(f'{len(training_patches)} patches ({type(training_patches).__name__}), '
-          f'{steps_per_epoch} steps per epoch; '
-          f'{"resuming " + latest if latest else "starting"} at step {step} of {total_steps}'
-          + (f'; warm restarts at steps {", ".join(map(str, sorted(restart_steps)))}' if restart_steps else ''))
-    stopped_early = below_minimum(session.run(graph.learning_rate).item(), options.min_learning_rate)
-    if step >= total_steps or stopped_early:
-      reason = 'its learning rate is below --min_learning_rate' if stopped_early else f'it is at step {step}'
-      print(f'the run in {checkpoint_dir} is complete: {reason}; raise --steps (or --epochs) to train on')
+  with runtime.tf.Session(config=runtime.session_config(options.threads)) as session:
+    trainer = Trainer(graph, session, checkpoint_dir, config, options, restart_steps)
+    latest, step = trainer.start(total_steps)
+    print(start_line(training_patches, steps_per_epoch, latest, step, total_steps, restart_steps))
+    if trainer.is_complete(step, total_steps):
       return
-    smoothed_loss, keep_going = None, True
-    first_step, stopwatch = step, Stopwatch()
+    log = TrainingLog(checkpoint_dir, step, total_steps, steps_per_epoch, val_pairs, config['scale'], options,
+                      trainer.rate)
     training_batches = training.batches(training_patches, options.batch_size, options.seed, step,
                                         options.augment)
-    summaries = events.Summaries(checkpoint_dir, step, val_pairs, config['scale'])
-    with (InterruptRequest() as interrupt, contextlib.closing(summaries),
-          tqdm(total=total_steps, initial=step, unit='step', dynamic_ncols=True) as progress):
+    with InterruptRequest() as interrupt, log:
+      keep_going = True
       while keep_going:
-        if step in restart_steps:  # a cycle starts: Adam's moments start afresh with the high rate
-          session.run(graph.reset_optimizer)
+        trainer.start_cycle_if_due(step)  # --schedule=restarts: Adam's moments reset at a cycle's start
         lr_batch, hr_batch = next(training_batches)
-        with stopwatch.measure('training steps'):
-          _, batch_loss = session.run([graph.train_op, graph.loss],
-                                      {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch})
+        feed = {graph.lr_patches: lr_batch, graph.hr_patches: hr_batch}
+        with log.stopwatch.measure('training steps'):
+          _, batch_loss = session.run([graph.train_op, graph.loss], feed)
         step += 1  # train_op increments global_step by one; fetching it in the same run may read either value
-        if not np.isfinite(batch_loss):
-          raise files.InputError(trainer.divergence(step, f'loss is {batch_loss}'))
-        smoothed_loss = batch_loss if smoothed_loss is None else 0.98 * smoothed_loss + 0.02 * batch_loss
-        progress.update(1)
-        seconds = time.perf_counter() - stopwatch.started
-        patches_per_second = (step - first_step) * options.batch_size / seconds
-        progress.set_postfix(loss=f'{smoothed_loss:.5f}', epoch=step // steps_per_epoch,
-                             patches_per_s=f'{patches_per_second:.0f}', refresh=False)
-        summaries.add_loss(batch_loss)
-        if step % options.summary_every == 0:
-          summaries.add_training(step, session.run(graph.rate).item())
+        trainer.check_loss(step, batch_loss)  # a NaN or infinite loss ends the run, its step unsaved
+        log.add_step(step, batch_loss)  # the progress bar and TensorBoard's loss
         keep_going = step < total_steps
         if val_pairs and step % options.val_every == 0:
-          trainer.check_finite(step, lr_batch, hr_batch)
-          with stopwatch.measure('validation'):
-            keep_going = trainer.validate_and_schedule(step, val_pairs, summaries) and keep_going
-        interrupted = interrupt.signal_number is not None and keep_going
+          keep_going = trainer.validate(step, feed, val_pairs, log) and keep_going  # False: a plateau ended it
+        interrupted = interrupt.requested and keep_going  # Ctrl-C or SIGTERM during the step
         if step % options.save_every == 0 or not keep_going or interrupted:
-          trainer.check_finite(step, lr_batch, hr_batch)
-          with stopwatch.measure('saving'):
-            saved = trainer.save(step)
-            summaries.write_pending()
+          saved = trainer.save_checked(step, feed, log)
         if interrupted:
           raise interrupt.exception(f'interrupted at step {step}: saved {saved}; resume with: '
                                     f'{checkpoints.command_line(options)}')
-  print(f'time {stopwatch.report()}')
-  print(f'step {step}: loss {smoothed_loss:.6f}, checkpoint in {checkpoint_dir}')
+  print(f'time {log.stopwatch.report()}')
+  print(f'step {step}: loss {log.smoothed_loss:.6f}, checkpoint in {checkpoint_dir}')
 
 
 @files.exit_on_input_error
 def main(argv):
   del argv  # Unused: everything comes from flags.
   data_path = FLAGS.data or patches.default_data_path(FLAGS.channels, FLAGS.scale)
-  checkpoint_dir = FLAGS.checkpoint_dir or checkpoints.default_run_dir(FLAGS.channels, FLAGS.scale)
+  lr_jpeg = patches.parse_lr_jpeg(FLAGS.lr_jpeg_quality, FLAGS.lr_jpeg_fraction, FLAGS.lr_jpeg_seed)
   settings = (FLAGS.scale, FLAGS.channels, FLAGS.patch_size, FLAGS.stride,
-              patches.parse_downscales(FLAGS.downscales))
+              patches.parse_downscales(FLAGS.downscales), lr_jpeg)
+  val_qualities = evaluation.validation_qualities(FLAGS.val_jpeg_quality)
+  val_pairs = evaluation.validation_pairs(FLAGS.val_dir, FLAGS.scale, val_qualities) if FLAGS.val_dir else ()
+  if not os.path.exists(data_path):
+    files.list_images(FLAGS.images_dir)  # what --data will be prepared from: no images is said at once
+  # TensorFlow loads from here on (checkpoints, espcn): the checks above are reported without its start-up
+  checkpoint_dir = FLAGS.checkpoint_dir or checkpoints.default_run_dir(FLAGS.channels, FLAGS.scale)
   config = {'scale': FLAGS.scale, 'channels': FLAGS.channels,
             'output_activation': FLAGS.output_activation, 'ps_order': espcn.PS_ORDER}
-  val_pairs = evaluation.validation_pairs(FLAGS.val_dir, FLAGS.scale) if FLAGS.val_dir else ()
+  config.update(patches.lr_jpeg_attributes(lr_jpeg))  # compressed training LR: the inputs the weights are for
   checkpoints.check_run_dir(checkpoint_dir, config)  # the quick checks first, before minutes of preparation
   if FLAGS.init_from and checkpoints.latest_checkpoint(checkpoint_dir) is None:  # (a resumed run ignores it)
     layers_to_copy(FLAGS.init_from, FLAGS.scale, FLAGS.channels)

@@ -3,14 +3,13 @@ and the whole PNG-to-PNG job with its parts, all timed in turn in one process (d
 import contextlib
 import os
 import time
-import warnings
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from superres import choices
 from superres import export
-from superres import files
 from superres import image_files
 from superres import inference
 from superres import pairs
@@ -21,6 +20,10 @@ try:
   import cv2  # requirements-export.txt: OpenCV's dnn_superres, timed when installed
 except ImportError:
   cv2 = None
+try:
+  from ai_edge_litert.interpreter import Interpreter  # requirements-export.txt: LiteRT, timed when installed
+except ImportError:
+  Interpreter = None
 
 MATMUL_SIZE = 4096  # the benchmark's peak: a 4096^3 matmul, 137 GFLOP
 
@@ -65,13 +68,12 @@ def matmul_run():
 
 
 def tflite_run(upscaler, network_input, work_dir):
-  """A function that runs the float32 TFLite export (XNNPACK, all cores) on one network input."""
+  """A function that runs the float32 TFLite export in LiteRT (XNNPACK, all cores) on one network input."""
   path = os.path.join(work_dir, 'espcn.tflite')
   export.write_tflite(export.read_weights(upscaler), upscaler.scale, upscaler.channels,
                       upscaler.output_activation, path)
-  with warnings.catch_warnings(), runtime.quiet_stderr():  # notices: LiteRT will replace it; XNNPACK is on
-    warnings.simplefilter('ignore')
-    interpreter = tf.lite.Interpreter(path, num_threads=os.cpu_count())
+  with runtime.quiet_stderr():  # LiteRT's note that XNNPACK is on
+    interpreter = Interpreter(path, num_threads=os.cpu_count())
     input_index = interpreter.get_input_details()[0]['index']
     interpreter.resize_tensor_input(input_index, (1,) + network_input.shape)
     interpreter.allocate_tensors()
@@ -96,8 +98,8 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   """Times, in turn run by run: the FP32 peak (a matmul), the network on one frame of `output_size`
   (width, height), the whole job on a PNG file and its parts (decoding; the reconstruction graph, pixels in
   and out; this repo's PNG encoder), and Pillow's PNG encoder on the result (and the sizes of both files);
-  and the exports in other runtimes: the network in TFLite, and OpenCV's dnn_superres ('y' models, when
-  OpenCV is installed), which includes its colour conversions and chroma.
+  and the exports in other runtimes, when installed: the network in LiteRT, and OpenCV's dnn_superres ('y'
+  models), which includes its colour conversions and chroma.
   `float32_twin`, the same model in float32 when `upscaler` runs in reduced precision, is timed alongside:
   the baseline of its speed-up.
   """
@@ -115,7 +117,9 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
            lambda: inference.upscale_file(upscaler, lambda: image_files.load_image(frame_path), output_path),
            lambda: image_files.load_image(frame_path),
            lambda: upscaler.upscale(frame_pixels)] + encoders
-  others = {'tflite_ms_median': tflite_run(upscaler, network_input, work_dir)}
+  others = {}
+  if Interpreter is not None:
+    others['tflite_ms_median'] = tflite_run(upscaler, network_input, work_dir)
   if cv2 is not None and upscaler.channels == 'y':
     others['opencv_ms_median'] = opencv_run(upscaler, frame_pixels, work_dir)
   if float32_twin:
@@ -149,12 +153,4 @@ def benchmark(upscaler, output_size, runs, work_dir, float32_twin=None):
   return report
 
 
-def parse_size(text, scale):
-  """--size as (width, height): positive multiples of the scale, as an output size must be."""
-  try:
-    width, height = (int(part) for part in text.lower().split('x'))
-  except ValueError:
-    raise files.InputError(f'--size={text}: expected WIDTHxHEIGHT, e.g. 1920x1080') from None
-  if min(width, height) <= 0 or width % scale or height % scale:
-    raise files.InputError(f'--size={text}: width and height must be positive multiples of --scale={scale}')
-  return width, height
+parse_size = choices.parse_size  # (in choices.py, without TensorFlow: generate.py checks --size first)

@@ -30,14 +30,15 @@ import shlex
 import shutil
 import time
 
+from superres.runtime import tf  # first: TensorFlow's start-up settings, before espcn imports it
 import espcn
 from superres import files
 from superres import training
-from superres.runtime import tf
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # superres/ is one level down
 SHIPPED_ROOT = os.path.join(REPO_ROOT, 'checkpoint')
 SHIPPED_MODELS = (('y', 2), ('y', 3), ('rgb', 3), ('y', 4))  # (channels, scale): every espcn_* folder
+PHOTO_MODEL_DIR = 'checkpoint/espcn_y_x3_jpeg'  # y x3 trained on JPEG-compressed LR: for camera and web JPEGs
 CHECKPOINT_PREFIX = 'espcn.ckpt'
 CONFIG_FILE = 'config.json'
 OLD_PS_ORDER = 'c*r*r + q*r + p'  # phase_shift's order before it took the blog's: configs without 'ps_order'
@@ -98,7 +99,7 @@ def read_trained_config(model_dir, scale, channels):
   if config is None or latest_checkpoint(model_dir) is None:
     raise files.InputError(
         f'{model_dir}: no trained checkpoint here; train one with '
-        f'`python train.py --images_dir=../shared/data/T91 --scale={scale} --channels={channels}` '
+        f'`python train.py --images_dir=data/T91 --scale={scale} --channels={channels}` '
         f'and pass --checkpoint_dir={default_run_dir(channels, scale)}')
   if config['scale'] != scale or config['channels'] != channels:
     raise files.InputError(
@@ -288,6 +289,30 @@ def training_data(runs, path):
   return changes_across_runs(runs, data)
 
 
+def training_lr(runs, path):
+  """The card's line on the compression of the training LR images (--lr_jpeg_*; runs logged before those
+  flags existed trained on clean LR)."""
+  def compression(run):
+    given = logged_flags(run, path)
+    if not given.get('lr_jpeg_quality'):
+      return 'clean bicubic downscales, as the paper trains (for clean inputs, not JPEG photos)'
+    low, high = given['lr_jpeg_quality'][0], given['lr_jpeg_quality'][-1]
+    return (f'bicubic downscales saved as JPEG (Pillow, 4:2:0) at a quality from {low} to {high} drawn per '
+            f'image and downscale, in {given["lr_jpeg_fraction"]:.0%} of the copies, the others clean '
+            f'(`--lr_jpeg_quality={",".join(given["lr_jpeg_quality"])} '
+            f'--lr_jpeg_fraction={given["lr_jpeg_fraction"]:g} --lr_jpeg_seed={given["lr_jpeg_seed"]}`)')
+  return changes_across_runs(runs, compression)
+
+
+def validation_compression(flags):
+  """' with its LR as JPEG ...' for a run validated on compressed LR (--val_jpeg_quality), else ''."""
+  qualities = flags.get('val_jpeg_quality')
+  if not qualities:
+    return ''
+  return (f' with its LR images as JPEG at quality {", ".join(qualities)} (0: clean), the mean over them '
+          f'(`--val_jpeg_quality={",".join(qualities)}`)')
+
+
 def changes_across_runs(runs, describe):
   """describe(run) of the first run, then of each later run whose description differs, with its start step."""
   parts, previous = [], None
@@ -314,9 +339,11 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
       f'- Network: three-layer tanh ESPCN of `espcn.py`, `--channels={config["channels"]}`, '
       f'`--scale={config["scale"]}`, `--output_activation={config["output_activation"]}`.',
       f'- Weights: `{checkpoint_name}`, the best validation PSNR of the run: '
-      f'**{chosen["val_psnr"]:.3f} dB** (Y, border {config["scale"]}) on `{first["val_dir"]}` at step '
+      f'**{chosen["val_psnr"]:.3f} dB** (Y, border {config["scale"]}) on `{first["val_dir"]}`'
+      f'{validation_compression(first)} at step '
       f'{best_step}, after {chosen["train_seconds"] / 60:.0f} minutes of training.',
       f'- Training data: {training_data(runs, run_log)}.',
+      f'- Training LR: {training_lr(runs, run_log)}.',
       f'- Seed: {first["seed"]}. Batch size: {first["batch_size"]}.',
       f'- Learning rate: {learning_rate_schedule(first, runs[-1]["total_steps"], validations)}.',
       f'- The run was validated until step {last["step"]} ({last["train_seconds"] / 60:.0f} minutes of '

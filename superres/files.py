@@ -1,9 +1,12 @@
 """Files and input errors: one-line errors without a traceback, atomic outputs, image lists, JSON and logs.
 
-No TensorFlow here, so that scripts check their inputs before TensorFlow loads.
+No TensorFlow here, so that scripts check their inputs before TensorFlow loads (and import_on_first_use,
+which loads the modules that import it only when they are used).
 """
 import contextlib
 import glob
+import importlib.abc
+import importlib.util
 import json
 import os
 import shutil
@@ -149,3 +152,37 @@ def append_json_line(record, path):
   """Appends one JSON record as a line: a log that survives a killed run up to its last complete line."""
   with open(path, 'a') as stream:
     stream.write(json.dumps(record) + '\n')
+
+
+def import_on_first_use(name, after=None):
+  """The module `name`, loaded when one of its names is first used (importlib's LazyLoader), not now.
+
+  With `after`, the module of that name is loaded just before it: espcn imports TensorFlow itself, and must
+  do so after superres.runtime has set up TensorFlow's quiet start-up.
+  """
+  if name in sys.modules:
+    return sys.modules[name]
+  spec = importlib.util.find_spec(name)
+  loader = spec.loader if after is None else _LoaderAfter(spec.loader, after)
+  spec.loader = importlib.util.LazyLoader(loader)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+class _LoaderAfter(importlib.abc.Loader):
+  """A module's own loader that loads the module `first` (eagerly, were it loaded on first use) before it."""
+
+  def __init__(self, loader, first):
+    self.loader, self.first = loader, first
+
+  def __getattr__(self, name):  # the rest (get_source, ...) is the module's own loader's
+    return getattr(self.loader, name)
+
+  def create_module(self, spec):
+    return self.loader.create_module(spec)
+
+  def exec_module(self, module):
+    getattr(importlib.import_module(self.first), '__name__')  # any attribute runs a lazy module's body
+    self.loader.exec_module(module)

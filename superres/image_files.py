@@ -35,14 +35,19 @@ def load_image(path):
   Only 8 bits per channel: Pillow's conversions of 16- and 32-bit images to 8 bits clip instead of
   scaling, which would quietly turn most of an image white. Too large: Pillow refuses, from the header
   alone, an image of more than 2 * Image.MAX_IMAGE_PIXELS pixels (179 million), a decompression bomb;
-  between its two limits it only warns, which is left out here (such photos decode).
+  between its two limits it only warns, which is left out here (such photos decode), as are its warnings on
+  metadata (corrupt EXIF tags, an invalid APNG chunk): the pixels decode, and each warning would be two stray
+  lines on stderr. A palette image with transparency comes back as RGBA, the same pixels: Pillow converts it
+  to RGB (for the network and the LR images) with a warning otherwise.
   """
   try:
     with warnings.catch_warnings():
-      warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+      warnings.simplefilter('ignore')
       with Image.open(path) as image:
         image.load()
         image = upright(image)
+        if image.mode == 'P' and 'transparency' in image.info:
+          image = image.convert('RGBA')
   except Image.DecompressionBombError as error:
     raise files.InputError(f'{path}: too large to decode ({error})') from None
   except OSError as error:
@@ -62,8 +67,13 @@ def load_image(path):
 
 
 def upright(image):
-  """The decoded image turned as its EXIF orientation tag says, without the tag; itself if it has none."""
-  if image.getexif().get(EXIF_ORIENTATION, 1) not in range(2, 9):
+  """The decoded image turned as its EXIF orientation tag says, without the tag; itself if it has none, or
+  if its EXIF block is malformed (as viewers show such a file: its pixels are fine)."""
+  try:
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+  except (SyntaxError, struct.error, ValueError):  # what Pillow's EXIF parser raises on malformed data
+    return image
+  if orientation not in range(2, 9):
     return image
   return ImageOps.exif_transpose(image)
 

@@ -20,15 +20,15 @@ from tqdm import tqdm
 from superres.runtime import tf  # first: TensorFlow's start-up settings (runtime.py), before espcn imports it
 from superres import checkpoints
 import espcn
+from superres import choices
 from superres import colour
 from superres import image_files
 from superres import model_flags
 from superres import pairs
 
-PRECISIONS = ('float32', 'bfloat16')  # generate.py --precision: see layer2_in_bfloat16
 RECEPTIVE_RADIUS = 4  # LR pixels that reach one output pixel from each side: 2 (5x5) + 1 (3x3) + 1 (3x3)
 TILE_MARGIN = 2 * RECEPTIVE_RADIUS  # LR context around a tile: tiles overlap by 16 >= the 9x9 receptive field
-DEFAULT_TILE = 512  # LR pixels per tile side: about 250 MiB of activations for rgb, any image size
+DEFAULT_TILE = choices.DEFAULT_TILE  # LR pixels per tile side (in choices.py: generate.py's --tile default)
 BICUBIC_RADIUS = 2  # LR pixels on each side that bicubic interpolation weighs (a 5x5 window covers all r)
 
 

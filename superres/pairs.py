@@ -1,4 +1,7 @@
-"""Low- and high-resolution pairs: the crop, the bicubic downscale and the aligned patches of the SR protocol."""
+"""Low- and high-resolution pairs: the crop, the bicubic downscale and the aligned patches of the SR protocol,
+and the JPEG round trip that makes an LR image look like the photos users upscale."""
+import io
+
 import numpy as np
 from PIL import Image
 
@@ -13,7 +16,13 @@ def modcrop(image, scale):
 
 
 def bicubic_resize(image, size):
-  """Pillow's bicubic resampling (a = -0.5, antialiased when shrinking, like MATLAB's imresize)."""
+  """Pillow's bicubic resampling (a = -0.5, antialiased when shrinking, like MATLAB's imresize).
+
+  To no pixels on a side (the LR image of a strip narrower than r, e.g. 1x2000 at x3), an empty image:
+  Pillow refuses that resize, and the callers' size checks then name the file as too small.
+  """
+  if min(size) == 0:
+    return Image.new(image.mode, size)
   return image.resize(size, Image.BICUBIC)
 
 
@@ -51,6 +60,34 @@ def ground_truth_pair(path, scale):
   if min(lr_image.size) < MIN_SCORED_LR_SIDE:
     raise files.InputError(f'{path}: image is too small to evaluate at x{scale}')
   return lr_image, hr_image
+
+
+MAX_JPEG_QUALITY = 100  # Pillow's scale: 1 (worst) to 100; cameras and the web mostly use 75 to 95
+
+
+def jpeg_round_trip(image, quality):
+  """The PIL image as a JPEG file at `quality` holds it, decoded again: what a camera or a web page hands over.
+
+  Pillow's encoder with its defaults (4:2:0 chroma subsampling for RGB), in memory, on the whole image so
+  that the 8x8 blocks sit where a real JPEG has them. The image keeps its size and mode (L or RGB).
+  """
+  encoded = io.BytesIO()
+  image.save(encoded, format='JPEG', quality=quality)
+  with Image.open(encoded) as decoded:
+    return decoded.convert(image.mode)
+
+
+def parse_jpeg_qualities(values, flag, lowest=1):
+  """The integers of a JPEG quality flag (a list of strings), each in [lowest, 100], or an InputError naming
+  the flag."""
+  try:
+    qualities = [int(value) for value in values]
+  except ValueError:
+    qualities = []
+  if not qualities or not all(lowest <= quality <= MAX_JPEG_QUALITY for quality in qualities):
+    raise files.InputError(f'--{flag}={",".join(values)}: give JPEG qualities from {lowest} to '
+                           f'{MAX_JPEG_QUALITY}')
+  return qualities
 
 
 def extract_patch_pairs(lr_array, hr_array, patch_size, stride, scale):

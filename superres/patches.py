@@ -7,11 +7,14 @@ patches they cover (--downscales does the same for smaller copies of the image).
   input   uint8 [N, patch_size, patch_size, C]                  LR patches
   label   uint8 [N, scale*patch_size, scale*patch_size, C]      HR patches
 
-with attributes scale, patch_size, stride, channels and downscales, so that train.py can refuse data made
-for another setting. Patches are appended image by image (memory stays bounded by one image) to a
+with attributes scale, patch_size, stride, channels and downscales (and the lr_jpeg_* settings of
+compressed LR), so that train.py can refuse data made for another setting. With --lr_jpeg_quality, each LR
+image is saved as a JPEG and decoded before its patches are cut, as photos from cameras and the web arrive. Patches are appended image by image (memory stays bounded by one image) to a
 temporary file that is renamed only when complete. prepare_data.py writes the file; train.py reads it
 with open_patches, into memory or, for a file larger than its memory budget, streamed from disk.
 """
+import collections
+import hashlib
 import math
 import os
 import sys
@@ -41,6 +44,17 @@ def define_patch_flags():
                     'comma-separated), shrunk by bicubic before its LR/HR pair is made. "1" uses the images '
                     'as they are (the blog); "1,0.9,0.8,0.7,0.6" adds four smaller copies (FSRCNN\'s '
                     'augmentation), about three times the patches.')
+  flags.DEFINE_list('lr_jpeg_quality', [],
+                    'Compressed LR: each LR image (one per image and --downscales factor) is saved as a JPEG '
+                    'at a quality drawn from LO to HI (e.g. 50,95; one value: that quality) and decoded '
+                    'before its patches are cut, as photos from cameras and the web arrive. Empty: clean '
+                    'bicubic LR, as the paper trains.')
+  flags.DEFINE_float('lr_jpeg_fraction', 1.0, 'With --lr_jpeg_quality: the share of (image, downscale) copies '
+                     'that are compressed; the others stay clean, so that clean inputs stay in the mix.',
+                     lower_bound=0, upper_bound=1)
+  flags.DEFINE_integer('lr_jpeg_seed', 0, "With --lr_jpeg_quality: seed of each copy's draw (its quality and "
+                       'whether it is compressed), made from the seed, its file name and its downscale alone.',
+                       lower_bound=0)
 
 
 def default_data_path(channels, scale):
@@ -62,14 +76,55 @@ def parse_downscales(factors):
   return values
 
 
-def data_attributes(scale, channels, patch_size, stride, downscales=(1.0,)):
+LrJpeg = collections.namedtuple('LrJpeg', ['low', 'high', 'fraction', 'seed'])  # the --lr_jpeg_* flags
+
+
+def parse_lr_jpeg(quality, fraction=1.0, seed=0):
+  """The --lr_jpeg_* flags as an LrJpeg, or None for clean LR (no --lr_jpeg_quality); an InputError names a
+  bad one."""
+  if not quality:
+    if fraction != 1:
+      raise files.InputError(f'--lr_jpeg_fraction={fraction:g}: compresses nothing without --lr_jpeg_quality')
+    return None
+  qualities = pairs.parse_jpeg_qualities(quality, 'lr_jpeg_quality')
+  if len(qualities) > 2 or qualities != sorted(qualities):
+    raise files.InputError(f'--lr_jpeg_quality={",".join(quality)}: give LO,HI with LO <= HI, or one quality')
+  return LrJpeg(qualities[0], qualities[-1], fraction, seed)
+
+
+def lr_jpeg_quality(lr_jpeg, path, factor):
+  """The JPEG quality of one (image, downscale) copy, or 0 for a copy left clean.
+
+  Drawn from the seed, the file name and the factor alone, never from the image's place in the list: a
+  subset or a reordering of the images gives each copy the same draw. The quality is drawn whether or not
+  the copy is compressed, so a larger --lr_jpeg_fraction keeps the compressed copies of a smaller one.
+  """
+  key = hashlib.sha256(f'{os.path.basename(path)}\n{factor:g}'.encode()).digest()
+  rng = np.random.default_rng([lr_jpeg.seed, int.from_bytes(key[:8], 'little')])
+  compressed = rng.random() < lr_jpeg.fraction
+  quality = int(rng.integers(lr_jpeg.low, lr_jpeg.high + 1))
+  return quality if compressed else 0
+
+
+def lr_jpeg_attributes(lr_jpeg):
+  """The --lr_jpeg_* settings as a patch file's attributes and a run's config.json record them; none for
+  clean LR, whose files and configs stay as they were before the flags existed."""
+  if lr_jpeg is None:
+    return {}
+  return {'lr_jpeg_quality': f'{lr_jpeg.low},{lr_jpeg.high}', 'lr_jpeg_fraction': lr_jpeg.fraction,
+          'lr_jpeg_seed': lr_jpeg.seed}
+
+
+def data_attributes(scale, channels, patch_size, stride, downscales=(1.0,), lr_jpeg=None):
   """The attributes that identify what a data file was made for (checked by train.py)."""
   return {'scale': scale, 'channels': channels, 'patch_size': patch_size, 'stride': stride,
-          'downscales': ','.join(f'{factor:g}' for factor in downscales)}
+          'downscales': ','.join(f'{factor:g}' for factor in downscales), **lr_jpeg_attributes(lr_jpeg)}
 
 
+# Files without the lr_jpeg_* attributes hold clean LR: written before they existed, or without the flags.
+LR_JPEG_DEFAULTS = {'lr_jpeg_quality': '', 'lr_jpeg_fraction': 1.0, 'lr_jpeg_seed': 0}
 # Files written before an attribute existed were made with its default.
-ATTRIBUTE_DEFAULTS = {'downscales': '1'}
+ATTRIBUTE_DEFAULTS = {'downscales': '1', **LR_JPEG_DEFAULTS}
 
 
 def _create_dataset(data_file, name, side, num_channels):
@@ -88,18 +143,23 @@ class TooSmallError(files.InputError):
   """An image that gives no LR patch: skipped and counted apart from unreadable files."""
 
 
-def _patches_of(path, scale, channels, patch_size, stride, downscales):
-  """The LR and HR patches of one image file at each of its `downscales` sizes.
+def _patches_of(path, scale, channels, patch_size, stride, downscales, lr_jpeg):
+  """The LR and HR patches of one image file at each of its `downscales` sizes, and the JPEG quality of each
+  copy that gave patches (0: clean LR; see lr_jpeg_quality). 'y' takes Y from the decoded RGB image, as
+  from a camera's file.
 
   A copy too small for one patch gives none; an InputError says why the whole file gives none.
   """
   image = image_files.load_image(path)
-  patch_pairs, lr_sizes = [], []
+  patch_pairs, lr_sizes, qualities = [], [], []
   for factor in downscales:
     shrunk = pairs.shrink(image, factor)
     lr_image, hr_image = pairs.make_lr_hr(shrunk, scale)
     lr_sizes.append(lr_image.size)
     if min(lr_image.size) >= patch_size:
+      qualities.append(lr_jpeg_quality(lr_jpeg, path, factor) if lr_jpeg else 0)
+      if qualities[-1]:
+        lr_image = pairs.jpeg_round_trip(lr_image, qualities[-1])
       patch_pairs.append(pairs.extract_patch_pairs(colour.network_channels(lr_image, channels),
                                                    colour.network_channels(hr_image, channels),
                                                    patch_size, stride, scale))
@@ -108,30 +168,33 @@ def _patches_of(path, scale, channels, patch_size, stride, downscales):
     raise TooSmallError(
         f'{path}: image is smaller than one patch ({image.width}x{image.height} HR pixels give at most '
         f'{lr_width}x{lr_height} LR pixels at x{scale}, patch is {patch_size}x{patch_size})')
-  return np.concatenate([lr for lr, _ in patch_pairs]), np.concatenate([hr for _, hr in patch_pairs])
+  return (np.concatenate([lr for lr, _ in patch_pairs]), np.concatenate([hr for _, hr in patch_pairs]),
+          qualities)
 
 
-def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=(1.0,)):
-  """Writes the patch file and returns its one-line summary."""
+def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=(1.0,), lr_jpeg=None):
+  """Writes the patch file and returns its one-line summary (lr_jpeg: compressed LR, see parse_lr_jpeg)."""
   started = time.time()
   paths = files.list_images(images_dir)
   files.ensure_writable_parent(output)
   num_channels = model_flags.CHANNEL_MODES[channels]
-  skipped = []
+  skipped, qualities = [], []  # per copy that gave patches: its JPEG quality, 0 if clean
   with files.atomic_output(output) as temporary:
     with h5py.File(temporary, 'w') as data_file:
       lr_dataset = _create_dataset(data_file, 'input', patch_size, num_channels)
       hr_dataset = _create_dataset(data_file, 'label', patch_size * scale, num_channels)
-      data_file.attrs.update(data_attributes(scale, channels, patch_size, stride, downscales))
+      data_file.attrs.update(data_attributes(scale, channels, patch_size, stride, downscales, lr_jpeg))
       for path in tqdm(paths, desc='images', unit='image', leave=False):
         try:
-          lr_patches, hr_patches = _patches_of(path, scale, channels, patch_size, stride, downscales)
+          lr_patches, hr_patches, image_qualities = _patches_of(path, scale, channels, patch_size, stride,
+                                                                downscales, lr_jpeg)
         except files.InputError as error:
           tqdm.write(f'skipped: {error}', file=sys.stderr)
           skipped.append('too small' if isinstance(error, TooSmallError) else 'unreadable')
           continue
         _append(lr_dataset, lr_patches)
         _append(hr_dataset, hr_patches)
+        qualities += image_qualities
       num_patches = lr_dataset.shape[0]
     if num_patches == 0:
       raise files.InputError(f'{images_dir}: no usable image (every one was unreadable or smaller than '
@@ -140,7 +203,16 @@ def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=
   used = len(paths) - len(skipped)
   return (f'{output}: {used} image{"s" if used != 1 else ""} used, {len(skipped)} skipped'
           f'{f" ({reasons})" if skipped else ""}, {num_patches} patches, '
+          f'{_lr_jpeg_summary(lr_jpeg, qualities) if lr_jpeg else ""}'
           f'{os.path.getsize(output) / 2**20:.1f} MiB, {time.time() - started:.1f} s')
+
+
+def _lr_jpeg_summary(lr_jpeg, qualities):
+  """The summary's part on compressed LR: how many copies are JPEG, at which qualities."""
+  compressed = [quality for quality in qualities if quality]
+  drawn = f', drawn quality {min(compressed)} to {max(compressed)}' if compressed else ''
+  return (f'LR JPEG in {len(compressed)} of {len(qualities)} copies (--lr_jpeg_quality={lr_jpeg.low},'
+          f'{lr_jpeg.high} --lr_jpeg_fraction={lr_jpeg.fraction:g}{drawn}), ')
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -222,6 +294,14 @@ def settings_of(data_file):
   return dict(ATTRIBUTE_DEFAULTS, **attributes)
 
 
+def _as_flags(attributes):
+  """Attributes as the flags that make them; the lr_jpeg_* ones only for compressed LR."""
+  shown = {key: value for key, value in attributes.items()
+           if key not in LR_JPEG_DEFAULTS or attributes.get('lr_jpeg_quality')}
+  return ' '.join(f'--{key}={value:g}' if isinstance(value, float) else f'--{key}={value}'
+                  for key, value in sorted(shown.items()))
+
+
 def not_a_patch_file(path, error):
   """The one message for a file that h5py cannot read as prepare_data.py's output."""
   return files.InputError(f'{path}: not a patch file from prepare_data.py ({error})')
@@ -247,10 +327,10 @@ def open_patches(path, expected_attributes, max_bytes):
     raise not_a_patch_file(path, error) from None
   try:
     settings = settings_of(data_file)
+    expected_attributes = dict(LR_JPEG_DEFAULTS, **expected_attributes)  # clean LR unless told otherwise
     attributes = {key: settings[key] for key in expected_attributes if key in settings}
     if attributes != expected_attributes:
-      found = ' '.join(f'--{key}={value}' for key, value in sorted(attributes.items()))
-      wanted = ' '.join(f'--{key}={value}' for key, value in sorted(expected_attributes.items()))
+      found, wanted = _as_flags(attributes), _as_flags(expected_attributes)
       raise files.InputError(f'{path}: data was prepared with {found or "unknown settings"}, '
                              f'not {wanted}; prepare it again or pass another --data')
     size = data_file['input'].nbytes + data_file['label'].nbytes

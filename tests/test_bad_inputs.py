@@ -359,7 +359,8 @@ def test_ship_model_with_a_run_missing_its_logs_leaves_the_shipped_model_as_it_w
   (run_dir / 'best' / 'checkpoint').write_text('model_checkpoint_path: "espcn.ckpt-5"\n')
   for suffix in ('index', 'data-00000-of-00001'):
     (run_dir / 'best' / f'espcn.ckpt-5.{suffix}').write_bytes(b'weights')
-  (run_dir / 'config.json').write_text('{"scale": 3, "channels": "y", "output_activation": "none"}')
+  (run_dir / 'config.json').write_text('{"scale": 3, "channels": "y", "output_activation": "none", '
+                                       '"ps_order": "c*r*r + p*r + q"}')
   shipped = tmp_path / 'espcn_y_x3'
   shipped.mkdir()
   (shipped / 'MODEL.md').write_text('# the shipped model\n')

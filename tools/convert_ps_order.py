@@ -19,11 +19,11 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from superres.runtime import tf  # first: TensorFlow's start-up settings, before espcn imports it
 import espcn
 from superres import checkpoints
 from superres import files
 from superres import model_flags
-from superres.runtime import tf
 
 FLAGS = flags.FLAGS
 LAYER3 = 'layer3-conv3/'  # weights, bias and their optimizer slots: everything whose last axis PS reads

@@ -3,13 +3,13 @@
   python -m tools.get_data                                     # T91, Set5, Set14, General100, BSD200
   python -m tools.get_data --sets=T91,Set5                     # only these
   python -m tools.get_data --base_url=http://127.0.0.1:8000/   # a mirror of GitHub's raw file host
-  python -m tools.get_data --from=../shared/data               # a folder: no network
+  python -m tools.get_data --from=DIR                          # a folder: no network
 
 The images are files of public GitHub repositories at pinned commits. tools/data_manifest.tsv names each one
 (OWNER/REPO/COMMIT/PATH, as https://raw.githubusercontent.com/ serves it) with its SHA-256, and the final
 image's mode, size and SHA-256 of its decoded pixels. A download is kept only if its SHA-256 is the
 manifest's and its decoded pixels are the manifest's; then a PNG is copied as it is and a BMP becomes a PNG
-(Pillow, mode kept, optimize=True: with the pinned Pillow, byte for byte the PNGs of ../shared/data).
+(Pillow, mode kept, optimize=True: with the pinned Pillow, byte for byte the PNGs the manifest was made from).
 A file gets its final name by a rename once complete, so an interrupted run (Ctrl-C, a lost connection,
 kill -9) leaves no half-written file under a final name, and the next run fetches only what is missing: a
 file already in data/ with the manifest's pixels is kept.
@@ -54,12 +54,11 @@ def define_flags():
                     'T91, Set5, Set14, General100 and BSD200 (359 files, 84 MB).')
   flags.DEFINE_string('data_dir', 'data', 'Folder to fetch into: <data_dir>/<set>/<name>.png.')
   flags.DEFINE_string('base_url', GITHUB_RAW, 'Where to download from: each file is <base_url>OWNER/REPO/'
-                      'COMMIT/PATH, as GitHub serves it. A mirror, or a copy of ../shared/data/upstream served '
-                      'by `python -m http.server --directory ../shared/data/upstream 8000` with '
-                      '--base_url=http://127.0.0.1:8000/.')
+                      'COMMIT/PATH, as GitHub serves it. A mirror, e.g. a folder of that layout served by '
+                      '`python -m http.server --directory DIR 8000` with --base_url=http://127.0.0.1:8000/.')
   flags.DEFINE_string('from', '', 'Copy from this folder instead of downloading (offline machines, CI): '
-                      'either DIR/<set>/<name>.png, like ../shared/data (checked by their pixels), or '
-                      'DIR/OWNER/REPO/COMMIT/PATH, like ../shared/data/upstream (checked by SHA-256).')
+                      'either DIR/<set>/<name>.png (checked by their pixels), or DIR/OWNER/REPO/COMMIT/PATH '
+                      '(checked by SHA-256).')
   flags.DEFINE_float('timeout', 30, 'Seconds to wait for a connection, and for the next bytes of a download.',
                      lower_bound=0.1)
   flags.DEFINE_integer('retries', 2, 'Times to try a failed download again (a lost connection, a wrong '

@@ -3,7 +3,7 @@ r"""Draws the README's comparison figure from the images that `generate.py --eva
 For one evaluated image it shows the same crop of LR (nearest-neighbour, to see its pixels), bicubic,
 ESPCN and HR side by side, enlarged, each labelled with its whole-image Y-PSNR against HR:
 
-  python generate.py --eval_dir=../shared/data/Set5 --scale=3 --channels=y --output_dir=result/set5_y_x3
+  python generate.py --eval_dir=data/Set5 --scale=3 --channels=y --output_dir=result/set5_y_x3
   python -m tools.make_figure --result_dir=result/set5_y_x3 --name=butterfly --crop=84,84,96,96 \
       --zoom=2 --output=result/butterfly_y_x3.png
 """

@@ -3,7 +3,7 @@
 Each cell is what `generate.py --eval_dir=<data_dir>/<set> --scale=<r> --channels=<mode>` reports for the
 shipped model (mean Y-PSNR in dB, border r), and the bicubic row comes from the same runs:
 
-  python -m tools.results_table --data_dir=../shared/data --json=result/tables.json
+  python -m tools.results_table --data_dir=data --json=result/tables.json
 """
 import os
 import sys
@@ -21,7 +21,7 @@ EVAL_SETS = ('Set5', 'Set14')
 
 
 def define_flags():
-  flags.DEFINE_string('data_dir', '../shared/data', 'Folder holding the Set5 and Set14 folders.')
+  flags.DEFINE_string('data_dir', 'data', 'Folder holding the Set5 and Set14 folders.')
   flags.DEFINE_string('output_dir', 'result/tables', 'Where the evaluated images are saved, one folder per '
                       'model and set.')
   flags.DEFINE_string('json', '', 'Also write every score to this JSON file.')

@@ -25,7 +25,7 @@ COLOURS = ('#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e')
 
 def define_flags():
   flags.DEFINE_list('runs', [], 'LABEL=RUN_DIR pairs: train.py --checkpoint_dir folders run with --val_dir.')
-  flags.DEFINE_string('val_dir', '../shared/data/General100', 'The runs\' validation images, for the bicubic '
+  flags.DEFINE_string('val_dir', 'data/General100', 'The runs\' validation images, for the bicubic '
                       'line (the runs must have validated on them).')
   flags.DEFINE_list('minutes', ['5', '15', '60', '150'], 'Print the best PSNR reached within these minutes.')
   flags.DEFINE_list('steps', [], 'Also print the best PSNR reached within these training steps.')
