@@ -16,7 +16,6 @@ from superres import metrics
 from superres import pairs
 
 
-
 def sample_photo_psnr(channels, scale, precision='float32'):
   """Y-PSNR of a shipped model on the sample photo, and of bicubic."""
   upscaler = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(channels, scale), scale, channels,
@@ -46,4 +45,21 @@ def test_bfloat16_costs_the_shipped_x3_models_less_than_0_02_db(channels, scale)
 
 def test_every_shipped_model_folder_is_tested():
   shipped = sorted(name for name in os.listdir(checkpoints.SHIPPED_ROOT) if name.startswith('espcn_'))
-  assert shipped == sorted(f'espcn_{channels}_x{scale}' for channels, scale in checkpoints.SHIPPED_MODELS)
+  assert shipped == sorted([f'espcn_{channels}_x{scale}' for channels, scale in checkpoints.SHIPPED_MODELS]
+                           + [os.path.basename(checkpoints.PHOTO_MODEL_DIR)])
+
+
+def test_the_photo_model_beats_the_clean_one_on_a_jpeg_and_stays_close_on_a_clean_photo():
+  """checkpoint/espcn_y_x3_jpeg is what README recommends for JPEGs: on the sample photo saved as JPEG at
+  quality 75 it must beat the clean y x3 model, and on the clean photo stay within 0.3 dB of it."""
+  lr_image, hr_image = pairs.make_lr_hr(Image.fromarray(data.astronaut()), 3)
+  jpeg_lr = np.asarray(pairs.jpeg_round_trip(lr_image, 75))
+  scores = {}
+  for model_dir in (checkpoints.shipped_model_dir('y', 3), checkpoints.PHOTO_MODEL_DIR):
+    upscaler = inference.Upscaler.from_checkpoint(model_dir, 3, 'y')
+    scores[model_dir] = [metrics.psnr_y(np.asarray(hr_image), upscaler.upscale(lr), 3)
+                         for lr in (np.asarray(lr_image), jpeg_lr)]
+    upscaler.session.close()
+  (clean_on_clean, clean_on_jpeg), (photo_on_clean, photo_on_jpeg) = scores.values()
+  assert photo_on_jpeg > clean_on_jpeg + 0.2, scores
+  assert photo_on_clean > clean_on_clean - 0.3, scores
