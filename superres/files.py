@@ -130,6 +130,25 @@ def output_stem(path):
   return os.path.splitext(os.path.basename(path))[0]
 
 
+def parse_integers(values, flag, lowest, highest, what):
+  """The integers of a list flag (its strings), each from `lowest` to `highest`, or an InputError naming the
+  flag and `what` it takes."""
+  try:
+    numbers = [int(value) for value in values]
+  except ValueError:
+    numbers = []
+  if not numbers or not all(lowest <= number <= highest for number in numbers):
+    raise InputError(f'--{flag}={",".join(values)}: give {what} from {lowest} to {highest}')
+  return numbers
+
+
+def print_report(report, json_path=''):
+  """Prints a report as aligned lines (format_report) and, with `json_path`, writes it there as JSON."""
+  print(format_report(report))
+  if json_path:
+    write_json(report, json_path)
+
+
 def format_report(report):
   """A JSON report as aligned 'key: value' lines, floats to three decimals."""
   width = max(len(key) for key in report)

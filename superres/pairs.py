@@ -80,14 +80,7 @@ def jpeg_round_trip(image, quality):
 def parse_jpeg_qualities(values, flag, lowest=1):
   """The integers of a JPEG quality flag (a list of strings), each in [lowest, 100], or an InputError naming
   the flag."""
-  try:
-    qualities = [int(value) for value in values]
-  except ValueError:
-    qualities = []
-  if not qualities or not all(lowest <= quality <= MAX_JPEG_QUALITY for quality in qualities):
-    raise files.InputError(f'--{flag}={",".join(values)}: give JPEG qualities from {lowest} to '
-                           f'{MAX_JPEG_QUALITY}')
-  return qualities
+  return files.parse_integers(values, flag, lowest, MAX_JPEG_QUALITY, 'JPEG qualities')
 
 
 def extract_patch_pairs(lr_array, hr_array, patch_size, stride, scale):

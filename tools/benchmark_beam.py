@@ -171,9 +171,7 @@ def main(argv):
     with tempfile.TemporaryDirectory() as photos:
       make_photos(photos, FLAGS.count)
       report = speed_report(photos)
-  print(files.format_report(report))
-  if FLAGS.json:
-    files.write_json(report, FLAGS.json)
+  files.print_report(report, FLAGS.json)
 
 
 if __name__ == '__main__':

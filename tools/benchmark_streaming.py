@@ -74,9 +74,7 @@ def main(argv):
             'batch_size': FLAGS.batch_size, 'steps_per_round': FLAGS.steps, 'rounds': FLAGS.rounds,
             'in_memory_patches_per_s': medians['in_memory'], 'streamed_patches_per_s': medians['streamed'],
             'streamed_to_in_memory': medians['streamed'] / medians['in_memory']}
-  print(files.format_report(report))
-  if FLAGS.json:
-    files.write_json(report, FLAGS.json)
+  files.print_report(report, FLAGS.json)
 
 
 if __name__ == '__main__':

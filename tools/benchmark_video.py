@@ -87,9 +87,7 @@ def main(argv):
   report.update({f'{stage}_ms_per_frame': 1e3 * medians[stage] / count
                  for stage in ('decode', 'network', 'reconstruction', 'encode')})
   report['merge_ms_per_frame'] = report['reconstruction_ms_per_frame'] - report['network_ms_per_frame']
-  print(files.format_report(report))
-  if FLAGS.json:
-    files.write_json(report, FLAGS.json)
+  files.print_report(report, FLAGS.json)
 
 
 if __name__ == '__main__':

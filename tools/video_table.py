@@ -221,13 +221,7 @@ def format_table(cells, clip):
 
 def parse_crfs(values):
   """--crf as distinct integers from 0 to 51, least compressed first, or an InputError naming the flag."""
-  try:
-    crfs = sorted({int(value) for value in values})
-  except ValueError:
-    crfs = []
-  if not crfs or not all(0 <= crf <= MAX_CRF for crf in crfs):
-    raise files.InputError(f'--crf={",".join(values)}: give integers from 0 to {MAX_CRF}')
-  return crfs
+  return sorted(set(files.parse_integers(values, 'crf', 0, MAX_CRF, 'integers')))
 
 
 @files.exit_on_input_error
