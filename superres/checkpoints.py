@@ -333,8 +333,9 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
   run_log = os.path.join(run_dir, RUN_LOG)
   first = logged_flags(runs[0], run_log)
   last = validations[-1]
+  for_photos = ', for JPEG photos' if 'lr_jpeg_quality' in config else ''  # trained on compressed LR
   lines = [
-      f'# ESPCN, {config["channels"]} x{config["scale"]}',
+      f'# ESPCN, {config["channels"]} x{config["scale"]}{for_photos}',
       '',
       f'- Network: three-layer tanh ESPCN of `espcn.py`, `--channels={config["channels"]}`, '
       f'`--scale={config["scale"]}`, `--output_activation={config["output_activation"]}`.',
@@ -376,6 +377,9 @@ def learning_rate_schedule(flags, total_steps, validations):
   if flags.get('schedule') == 'restarts':
     restarts = training.Restarts(flags['cycle_steps'], flags['cycle_mult'], flags['min_learning_rate'])
     starts = ', '.join(map(str, training.cycle_starts(restarts, total_steps)))
+    if not starts:
+      return (f'one cosine cycle from {flags["learning_rate"]:g} down to {flags["min_learning_rate"]:g} over '
+              f'{flags["cycle_steps"]} steps (`--schedule=restarts`, no restart within the run\'s {total_steps})')
     return (f'cosine cycles from {flags["learning_rate"]:g} down to {flags["min_learning_rate"]:g}, the first '
             f'{flags["cycle_steps"]} steps long, each next one {flags["cycle_mult"]:g} times as long, Adam reset '
             f'at each start (`--schedule=restarts`): warm restarts at steps {starts}')
