@@ -53,7 +53,7 @@ def test_figure_shows_lr_bicubic_espcn_and_hr_crops_side_by_side(tmp_path, eval_
   main_in_process('tools.make_figure', f'--result_dir={result_dir}', '--name=image0', '--crop=6,6,30,24',
                   '--zoom=2')
   with Image.open(tmp_path / 'result' / 'comparison.png') as figure:
-    assert figure.size == (4 * 30 * 2 + 3 * 4, 24 * 2 + 18)  # four panels with gaps, and a label strip
+    assert figure.size == (4 * 30 * 2 + 3 * 4, 24 * 2 + 20)  # four panels with gaps, and a label strip
     hr_crop = Image.open(result_dir / 'image0_hr.png').crop((6, 6, 36, 30)).resize((60, 48), Image.NEAREST)
     hr_panel = figure.crop((3 * (60 + 4), 0, 3 * (60 + 4) + 60, 48))
     np.testing.assert_array_equal(np.asarray(hr_panel.convert('RGB')), np.asarray(hr_crop.convert('RGB')))

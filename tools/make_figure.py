@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 from PIL import Image
 from PIL import ImageDraw
+from PIL import ImageFont
 
 from superres import files
 from superres import image_files
@@ -20,7 +21,8 @@ from superres import metrics
 
 FLAGS = flags.FLAGS
 PANELS = (('lr', 'LR (nearest)'), ('bicubic', 'bicubic'), ('espcn', 'ESPCN'), ('hr', 'HR'))
-LABEL_HEIGHT = 18
+LABEL_HEIGHT = 20
+LABEL_FONT_SIZE = 13  # Pillow's scalable default font (the bitmap one has no sizes)
 GAP = 4
 
 
@@ -47,6 +49,7 @@ def compose(images, box, zoom, scale):
   figure = Image.new('RGB', (len(PANELS) * (panel_size[0] + GAP) - GAP, panel_size[1] + LABEL_HEIGHT),
                      'white')
   draw = ImageDraw.Draw(figure)
+  font = ImageFont.load_default(size=LABEL_FONT_SIZE)
   for index, (key, title) in enumerate(PANELS):
     crop = images[key].crop((left, top, left + width, top + height)).resize(panel_size, Image.NEAREST)
     panel_left = index * (panel_size[0] + GAP)
@@ -54,7 +57,7 @@ def compose(images, box, zoom, scale):
     label = title
     if key in ('bicubic', 'espcn'):
       label += f'  {metrics.psnr_y(images["hr"], images[key], scale):.2f} dB'
-    draw.text((panel_left + 2, panel_size[1] + 3), label, fill='black')
+    draw.text((panel_left + 2, panel_size[1] + 3), label, fill='black', font=font)
   return figure
 
 
