@@ -324,11 +324,15 @@ def changes_across_runs(runs, describe):
   return '; '.join(parts)
 
 
-def model_card(run_dir, config, checkpoint_name, runs, validations, starting_point=''):
-  """MODEL.md: what the model is, which weights were chosen, and how exactly they were trained."""
+def model_card(run_dir, config, checkpoint_name, runs, validations, starting_point, shipped_with, chosen):
+  """MODEL.md: what the model is, which weights were chosen, and how exactly they were trained.
+
+  `starting_point`: STARTING_POINT.md or ''; `shipped_with`: the ship_model command (ship_command);
+  `chosen`: how the run was picked among others, the one line no log holds, or ''.
+  """
   best_step = int(checkpoint_name.split('-')[-1])
-  chosen = next((record for record in validations if record['step'] == best_step), None)
-  if chosen is None:
+  best = next((record for record in validations if record['step'] == best_step), None)
+  if best is None:
     raise files.InputError(f'{run_dir}: {VALIDATION_LOG} has no score for step {best_step}')
   run_log = os.path.join(run_dir, RUN_LOG)
   first = logged_flags(runs[0], run_log)
@@ -340,9 +344,9 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
       f'- Network: three-layer tanh ESPCN of `espcn.py`, `--channels={config["channels"]}`, '
       f'`--scale={config["scale"]}`, `--output_activation={config["output_activation"]}`.',
       f'- Weights: `{checkpoint_name}`, the best validation PSNR of the run: '
-      f'**{chosen["val_psnr"]:.3f} dB** (Y, border {config["scale"]}) on `{first["val_dir"]}`'
+      f'**{best["val_psnr"]:.3f} dB** (Y, border {config["scale"]}) on `{first["val_dir"]}`'
       f'{validation_compression(first)} at step '
-      f'{best_step}, after {chosen["train_seconds"] / 60:.0f} minutes of training.',
+      f'{best_step}, after {best["train_seconds"] / 60:.0f} minutes of training.',
       f'- Training data: {training_data(runs, run_log)}.',
       f'- Training LR: {training_lr(runs, run_log)}.',
       f'- Seed: {first["seed"]}. Batch size: {first["batch_size"]}.',
@@ -351,6 +355,7 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
       f'training); no later weights scored higher.',
       f'- Machine: {machines(runs)}.',
       f'- Recipe: {recipe(runs, starting_point)}',
+  ] + ([f'- Chosen: {chosen}'] if chosen else []) + [
       '',
       '## Commands',
       '',
@@ -362,7 +367,7 @@ def model_card(run_dir, config, checkpoint_name, runs, validations, starting_poi
     note = f' ({run["note"]})' if 'note' in run else ''
     lines += [f'- {run["started"]}, from step {run["start_step"]}{note}:', '', '  ```', f'  {run["command"]}',
               '  ```', '']
-  lines += ['Shipped with:', '', '```', f'python -m tools.ship_model --run_dir={run_dir}', '```', '']
+  lines += ['Shipped with:', '', '```', shipped_with, '```', '']
   if starting_point:
     lines += ['## Starting point', '',
               'This run continued from the model below. To train it from scratch, first train that model',
@@ -418,8 +423,18 @@ def read_starting_point(run_dir):
     return stream.read()
 
 
-def ship(run_dir, destination=''):
+def ship_command(run_dir, destination, default_destination, chosen):
+  """The tools.ship_model command that ships the run again as it is shipped now: --to if not the default
+  folder, and --chosen."""
+  command = f'python -m tools.ship_model --run_dir={run_dir}'
+  if destination != default_destination:
+    command += f' --to={destination}'
+  return command + (f' --chosen={shlex.quote(chosen)}' if chosen else '')
+
+
+def ship(run_dir, destination='', chosen=''):
   """Copies a run's best weights and logs, with a card written from them, to a shipped model folder.
+  `chosen`: how the run was picked among others, a line of its card (model_card).
 
   Everything is read and checked first; the new folder is staged beside the old one and swapped in by
   renames, so a failure leaves the shipped model as it was. Returns (checkpoint, destination).
@@ -429,13 +444,15 @@ def ship(run_dir, destination=''):
   config = read_config(run_dir)
   if checkpoint is None or config is None:
     raise files.InputError(f'{run_dir}: no best checkpoint and model config here (train with --val_dir)')
-  destination = destination or shipped_model_dir(config['channels'], config['scale'])
+  default_destination = shipped_model_dir(config['channels'], config['scale'])
+  destination = destination or default_destination
   if os.path.exists(destination) and not os.path.exists(os.path.join(destination, CARD_FILE)):
     raise files.InputError(f'{destination}: exists and is not a shipped model; not overwriting it')
   checkpoint_name = os.path.basename(checkpoint)
   card = model_card(run_dir, config, checkpoint_name, read_json_lines(os.path.join(run_dir, RUN_LOG)),
                     validation_history(read_json_lines(os.path.join(run_dir, VALIDATION_LOG))),
-                    read_starting_point(run_dir))
+                    read_starting_point(run_dir), ship_command(run_dir, destination, default_destination, chosen),
+                    chosen)
   staged = f'{destination}.{os.getpid()}.tmp'
   os.makedirs(staged)
   try:

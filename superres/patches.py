@@ -184,7 +184,7 @@ def prepare(images_dir, output, scale, channels, patch_size, stride, downscales=
       lr_dataset = _create_dataset(data_file, 'input', patch_size, num_channels)
       hr_dataset = _create_dataset(data_file, 'label', patch_size * scale, num_channels)
       data_file.attrs.update(data_attributes(scale, channels, patch_size, stride, downscales, lr_jpeg))
-      for path in tqdm(paths, desc='images', unit='image', leave=False):
+      for path in tqdm(paths, desc='images', unit='image', leave=False, disable=None):  # a bar on a terminal only
         try:
           lr_patches, hr_patches, image_qualities = _patches_of(path, scale, channels, patch_size, stride,
                                                                 downscales, lr_jpeg)

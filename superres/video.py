@@ -173,6 +173,16 @@ class Decoder:
         pass
 
 
+def decode_clip(path, yuv420=False):
+  """(all the frames of a short clip, as Decoder gives them; the Decoder, for its rate, colour and
+  yuv420): for the tools that score or time a whole clip in memory."""
+  decoder = Decoder(path, yuv420=yuv420)
+  try:
+    return list(decoder), decoder
+  finally:
+    decoder.close()
+
+
 class Encoder:
   """An ffmpeg process that encodes frames to H.264 and muxes in an audio stream, fed by a thread.
 

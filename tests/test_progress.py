@@ -2,8 +2,8 @@
 time left) and a bar of its inputs; its lines and prepare_data.py's 'skipped:' lines print above the bars
 (tqdm.write), never into them.
 
-stderr is a terminal here (Terminal): the bars of generate.py are drawn only there (tqdm's disable=None), so
-that a log or a pipe gets clean lines.
+stderr is a terminal here (Terminal): the bars of generate.py and prepare_data.py are drawn only there
+(tqdm's disable=None), so that a log or a pipe gets clean lines.
 """
 import io
 import re
@@ -89,3 +89,13 @@ def test_prepare_data_prints_its_skipped_lines_above_its_bar(tmp_path, monkeypat
   skipped = lines_over_bars(terminal, 'skipped: ')
   assert len(skipped) == 2 and all(line.startswith('skipped: ') for line in skipped), skipped
   assert '1 image used, 2 skipped (1 too small, 1 unreadable)' in out
+
+
+def test_prepare_data_draws_no_bar_into_a_log(tmp_path, capsys, main_in_process):
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  Image.fromarray(np.full((30, 30, 3), 90, np.uint8)).save(folder / 'a.png')
+  main_in_process('prepare_data', f'--images_dir={folder}', f'--output={tmp_path / "patches.h5"}', '--scale=3',
+                  '--patch_size=5', '--stride=4')
+  assert capsys.readouterr().err == ''  # stderr is not a terminal here
+

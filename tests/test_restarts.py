@@ -1,5 +1,6 @@
 """--schedule=restarts: cosine cycles of the learning rate, Adam reset at each cycle's start, resumable."""
 import math
+import shlex
 
 import numpy as np
 import pytest
@@ -113,3 +114,20 @@ def test_a_run_of_one_cosine_cycle_says_so_on_its_card(tmp_path, restart_runs, v
   assert rate_line == ('- Learning rate: one cosine cycle from 0.001 down to 1e-05 over 6 steps '
                        "(`--schedule=restarts`, no restart within the run's 6).")
   assert card.startswith('# ESPCN, y x2\n')  # clean LR: not the photo model's title
+
+
+def test_a_card_says_how_its_run_was_chosen_and_how_to_ship_it_again(tmp_path, restart_runs, validation_folder,
+                                                                      run_script):
+  """--chosen is a line of the card, and the card's "Shipped with" command (with --to and --chosen) makes
+  the same card again: a reship keeps the line."""
+  restart_runs(tmp_path / 'run', '--schedule=restarts', '--steps=6', f'--val_dir={validation_folder}', '--val_every=3')
+  chosen = "the best of 2 runs' validation (General100 only)"
+  assert run_script('tools.ship_model', f'--run_dir={tmp_path / "run"}', f'--to={tmp_path / "model"}',
+                    f'--chosen={chosen}').returncode == 0
+  card = (tmp_path / 'model' / 'MODEL.md').read_text()
+  assert f'\n- Chosen: {chosen}\n' in card
+  command = card.split('Shipped with:\n\n```\n')[1].split('\n```')[0]
+  assert command.startswith('python -m tools.ship_model ') and f'--to={tmp_path / "model"}' in command
+  (tmp_path / 'model' / 'MODEL.md').write_text('# an older card\n')
+  assert run_script(*shlex.split(command)[2:]).returncode == 0
+  assert (tmp_path / 'model' / 'MODEL.md').read_text() == card

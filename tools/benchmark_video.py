@@ -37,15 +37,6 @@ def define_flags():
   flags.DEFINE_string('json', '', 'Also write the report to this JSON file.')
 
 
-def decoded_frames(path, yuv420):
-  """(the frames of a clip as the job decodes them, the decoder): 4:2:0 planes or RGB (video.Decoder)."""
-  decoder = video.Decoder(path, yuv420=yuv420)
-  try:
-    return list(decoder), decoder
-  finally:
-    decoder.close()
-
-
 def encode(frames, decoder, path):
   """The encoder alone, on finished frames."""
   height, width = (frames[0][0] if decoder.yuv420 else frames[0]).shape[:2]
@@ -63,7 +54,7 @@ def main(argv):
   upscaler = inference.Upscaler.from_checkpoint(checkpoints.shipped_model_dir(FLAGS.channels, FLAGS.scale),
                                                 FLAGS.scale, FLAGS.channels)
   yuv420 = FLAGS.channels == 'y'  # as video.upscale_video decides
-  frames, decoder = decoded_frames(FLAGS.input, yuv420)
+  frames, decoder = video.decode_clip(FLAGS.input, yuv420)
   reconstruct = (lambda frame: upscaler.upscale_yuv420(*frame)) if decoder.yuv420 else upscaler.upscale
   network_inputs = [upscaler.network_input(frame[0] if decoder.yuv420 else frame) for frame in frames]
   with tempfile.TemporaryDirectory() as work_dir:
@@ -71,7 +62,7 @@ def main(argv):
     upscaled = [reconstruct(frame) for frame in frames]
     timed = {'job': lambda: video.upscale_video(upscaler, FLAGS.input, output, FLAGS.crf, FLAGS.preset),
              'network': lambda: [upscaler.network(lr_image) for lr_image in network_inputs],
-             'decode': lambda: decoded_frames(FLAGS.input, yuv420),
+             'decode': lambda: video.decode_clip(FLAGS.input, yuv420),
              'reconstruction': lambda: [reconstruct(frame) for frame in frames],
              'encode': lambda: encode(upscaled, decoder, output)}
     seconds = benchmark.time_runs(list(timed.values()), FLAGS.rounds, warmup=1)  # warm-up: XLA compiles

@@ -140,11 +140,7 @@ def h264_round_trip(planes, crf, path):
   for frame in planes:
     encoder.write(frame)
   encoder.finish()
-  decoder = video.Decoder(path, yuv420=True)
-  try:
-    decoded = list(decoder)
-  finally:
-    decoder.close()
+  decoded, _ = video.decode_clip(path, yuv420=True)
   return decoded, os.path.getsize(path) * 8 / 1000 / (len(planes) / FRAME_RATE)
 
 
