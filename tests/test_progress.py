@@ -98,4 +98,3 @@ def test_prepare_data_draws_no_bar_into_a_log(tmp_path, capsys, main_in_process)
   main_in_process('prepare_data', f'--images_dir={folder}', f'--output={tmp_path / "patches.h5"}', '--scale=3',
                   '--patch_size=5', '--stride=4')
   assert capsys.readouterr().err == ''  # stderr is not a terminal here
-
