@@ -106,8 +106,8 @@ def test_a_model_shipped_from_one_command_names_it_as_its_recipe(tmp_path, resta
 
 def test_a_run_of_one_cosine_cycle_says_so_on_its_card(tmp_path, restart_runs, validation_folder, run_script):
   """A cycle as long as the run has no restart to list: the card says 'one cosine cycle', not 'at steps .'."""
-  restart_runs(tmp_path / 'run', '--schedule=restarts', '--cycle_steps=6', '--steps=6', f'--val_dir={validation_folder}',
-               '--val_every=3')
+  restart_runs(tmp_path / 'run', '--schedule=restarts', '--cycle_steps=6', '--steps=6',
+               f'--val_dir={validation_folder}', '--val_every=3')
   assert run_script('tools.ship_model', f'--run_dir={tmp_path / "run"}', f'--to={tmp_path / "model"}').returncode == 0
   card = (tmp_path / 'model' / 'MODEL.md').read_text()
   rate_line = next(line for line in card.splitlines() if line.startswith('- Learning rate:'))
